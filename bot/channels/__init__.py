@@ -1,0 +1,1 @@
+"""Channel adapters: thin layers that turn platform input into IncomingMessage and back."""

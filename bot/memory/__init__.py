@@ -1,0 +1,1 @@
+"""Session memory: recent history and per-chat state, behind the SessionStore contract."""

@@ -1,0 +1,92 @@
+"""Typed messages that cross module boundaries: what a channel hands in, what it gets back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class TriageLevel(StrEnum):
+    """How soon a patient needs care; ordered from least to most urgent."""
+
+    SELF_CARE = "self_care"
+    ROUTINE = "routine"
+    URGENT = "urgent"
+    EMERGENCY = "emergency"
+
+    @property
+    def rank(self) -> int:
+        """Return the order of urgency (0 = self-care ... 3 = emergency)."""
+        return _RANKS[self]
+
+    @classmethod
+    def highest(cls, *levels: TriageLevel | None) -> TriageLevel | None:
+        """Return the most urgent of the given levels (None when all are None)."""
+        present = [level for level in levels if level is not None]
+        return max(present, key=lambda level: level.rank) if present else None
+
+
+_RANKS = {
+    TriageLevel.SELF_CARE: 0,
+    TriageLevel.ROUTINE: 1,
+    TriageLevel.URGENT: 2,
+    TriageLevel.EMERGENCY: 3,
+}
+
+
+class IncomingMessage(BaseModel):
+    """One patient message as a channel adapter hands it to the engine."""
+
+    channel: str = Field(min_length=1, max_length=32)
+    chat_id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(min_length=1, max_length=128)
+    message_id: str = Field(min_length=1, max_length=128)
+    text: str = ""
+    language: str | None = None
+    attachments: list[str] = Field(default_factory=list)
+    consent: bool = Field(default=False, description="The channel already obtained consent.")
+    received_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def chat_key(self) -> str:
+        """Return the channel-qualified chat identifier used by memory and locks."""
+        return f"{self.channel}:{self.chat_id}"
+
+
+class Citation(BaseModel):
+    """A guideline passage an answer relies on, shown to the patient as [n]."""
+
+    number: int
+    title: str
+    source: str
+    section: str
+    path: str
+
+
+class RedFlagHit(BaseModel):
+    """A red-flag rule that fired, with its level and patient-facing explanation."""
+
+    rule_id: str
+    level: TriageLevel
+    explanation: str
+
+
+class Reply(BaseModel):
+    """What the engine answers to one incoming message."""
+
+    text: str
+    kind: str = Field(description="consent | emergency | answer | notice | error")
+    level: TriageLevel | None = None
+    red_flags: list[RedFlagHit] = Field(default_factory=list)
+    citations: list[Citation] = Field(default_factory=list)
+    grounded: bool | None = None
+    llm_error: str | None = None
+    duplicate: bool = False
+    message_id: int | None = Field(default=None, description="Database id of the stored reply.")

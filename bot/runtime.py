@@ -1,0 +1,85 @@
+"""Wire CareBot's long-lived parts together once at start-up, and close them on shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bot.config import Settings
+from bot.engine import ConversationEngine, EngineOptions
+from bot.errors import MemoryUnavailable
+from bot.llm.base import LLMBackend
+from bot.llm.factory import build_llm
+from bot.memory.base import SessionStore
+from bot.memory.inmemory import InMemorySessionStore
+from bot.memory.redis_store import RedisSessionStore
+from bot.prompts import PromptLibrary
+from bot.storage.migrate import upgrade
+from bot.storage.repository import Storage, make_engine
+from bot.triage.redflags import RedFlagRules
+from rag.answer import GuidelineAnswerer
+from rag.lexical import BM25Index
+from rag.pages import load_folder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a channel needs to serve patients."""
+
+    settings: Settings
+    storage: Storage
+    sessions: SessionStore
+    llm: LLMBackend
+    engine: ConversationEngine
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Stop channels, close connections and release the model."""
+        for stop in reversed(self.on_close):
+            await stop()
+        await self.sessions.aclose()
+        await self.llm.aclose()
+        self.storage.engine.dispose()
+
+
+def build_sessions(settings: Settings) -> SessionStore:
+    """Return Redis session memory when REDIS_URL is set, else the embedded store."""
+    if settings.redis_url:
+        return RedisSessionStore.from_url(
+            settings.redis_url, settings.session_ttl_s, settings.history_turns
+        )
+    return InMemorySessionStore(settings.session_ttl_s, settings.history_turns)
+
+
+async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Runtime:
+    """Migrate the database, connect memory, load prompts, rules, guidelines and the LLM."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = make_engine(settings.sqlalchemy_url)
+    upgrade(db)
+    storage = Storage(db)
+    sessions = build_sessions(settings)
+    try:
+        await sessions.ping()
+    except MemoryUnavailable as exc:
+        # Serve anyway: the engine rebuilds each session from the database until Redis is back.
+        logger.warning("REDIS_URL is not reachable (%s); using the database as memory", exc)
+    prompts = PromptLibrary(settings.prompts_dir)
+    llm = llm or build_llm(settings)
+    answerer = GuidelineAnswerer(BM25Index(load_folder()), llm, prompts)
+    engine = ConversationEngine(
+        storage,
+        sessions,
+        RedFlagRules(),
+        answerer,
+        prompts,
+        EngineOptions(
+            emergency_number=settings.emergency_number,
+            default_language=settings.default_language,
+            max_message_chars=settings.max_message_chars,
+            history_turns=settings.history_turns,
+        ),
+    )
+    return Runtime(settings, storage, sessions, llm, engine)

@@ -1,0 +1,23 @@
+"""`carebot serve`: the web chat and, when configured, the Telegram bot, in one process."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from bot.channels.web import create_web_app
+from bot.config import Settings
+from bot.runtime import Runtime, build_runtime
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Return the ASGI app that builds the runtime (and Telegram polling) at start-up."""
+
+    async def start() -> Runtime:
+        runtime = await build_runtime(settings)
+        if settings.telegram_bot_token:
+            from bot.channels.telegram import start_telegram
+
+            await start_telegram(runtime)
+        return runtime
+
+    return create_web_app(start)

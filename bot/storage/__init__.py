@@ -1,0 +1,1 @@
+"""Persistent data: SQLModel tables, Alembic migrations and the repository the engine uses."""

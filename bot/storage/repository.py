@@ -1,0 +1,294 @@
+"""The engine's view of the database: store before processing, idempotent on message ids."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, col, create_engine, select
+
+from bot.errors import StorageUnavailable
+from bot.memory.base import Turn
+from bot.models import IncomingMessage, Reply, TriageLevel, utcnow
+from bot.storage.tables import AuditEvent, Conversation, Escalation, Message, Patient
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoredIncoming:
+    """The stored form of an incoming message, and any reply already sent to it."""
+
+    message_id: int
+    conversation_id: int
+    patient_id: int
+    pseudonym: str
+    consented: bool
+    duplicate: bool
+    previous_reply: str | None
+
+
+def make_engine(url: str, busy_timeout_s: float = 5.0) -> Engine:
+    """Create the SQLAlchemy engine; SQLite gets WAL and a bounded wait for locks."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Storage:
+    """Async facade over the SQL database; every failure becomes StorageUnavailable."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def _run(self, fn: Callable[[Session], T]) -> T:
+        def work() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                return fn(session)
+
+        try:
+            return await asyncio.to_thread(work)
+        except SQLAlchemyError as exc:
+            logger.error("database error: %s", type(exc).__name__)
+            raise StorageUnavailable(type(exc).__name__) from exc
+
+    async def record_incoming(self, msg: IncomingMessage) -> StoredIncoming:
+        """Store an incoming message once; a repeat returns the first copy and its reply."""
+        return await self._run(lambda s: _record_incoming(s, msg))
+
+    async def record_reply(self, stored: StoredIncoming, reply: Reply, meta: dict[str, Any]) -> int:
+        """Store the reply to a stored incoming message and mark that message answered."""
+        return await self._run(lambda s: _record_reply(s, stored, reply, meta))
+
+    async def record_consent(self, patient_id: int) -> None:
+        """Remember that the patient accepted the consent terms."""
+
+        def work(s: Session) -> None:
+            patient = s.get(Patient, patient_id)
+            if patient is not None and patient.consent_at is None:
+                patient.consent_at = utcnow()
+                s.add(patient)
+                s.add(_audit("patient", "consent.given", "patient", str(patient_id)))
+                s.commit()
+
+        await self._run(work)
+
+    async def open_escalation(
+        self, stored: StoredIncoming, level: TriageLevel, reasons: list[str], opened_by: str
+    ) -> int:
+        """Open an escalation for the conversation, unless one is already open; return its id."""
+
+        def work(s: Session) -> int:
+            existing = s.exec(
+                select(Escalation).where(
+                    Escalation.conversation_id == stored.conversation_id,
+                    col(Escalation.status).in_(["open", "claimed"]),
+                )
+            ).first()
+            if existing is not None and existing.id is not None:
+                if TriageLevel(existing.level).rank < level.rank:
+                    existing.level = level.value
+                    existing.reasons = sorted({*existing.reasons, *reasons})
+                    s.add(existing)
+                    s.add(_audit(opened_by, "escalation.raised", "escalation", str(existing.id)))
+                    s.commit()
+                return existing.id
+            esc = Escalation(
+                conversation_id=stored.conversation_id,
+                patient_id=stored.patient_id,
+                level=level.value,
+                reasons=reasons,
+                opened_by=opened_by,
+            )
+            s.add(esc)
+            s.flush()
+            assert esc.id is not None
+            s.add(
+                _audit(
+                    opened_by,
+                    "escalation.opened",
+                    "escalation",
+                    str(esc.id),
+                    level=level.value,
+                    reasons=reasons,
+                )
+            )
+            s.commit()
+            return esc.id
+
+        return await self._run(work)
+
+    async def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
+        """Return the last `limit` messages of a conversation, oldest first."""
+
+        def work(s: Session) -> list[Turn]:
+            rows = s.exec(
+                select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(col(Message.id).desc())
+                .limit(limit)
+            ).all()
+            return [
+                Turn(role="patient" if m.direction == "in" else "bot", text=m.text, at=m.created_at)
+                for m in reversed(rows)
+            ]
+
+        return await self._run(work)
+
+    async def mark_failed(self, message_id: int, reason: str) -> None:
+        """Flag an incoming message whose processing failed, so it can be retried or reviewed."""
+
+        def work(s: Session) -> None:
+            row = s.get(Message, message_id)
+            if row is not None:
+                row.status = "failed"
+                row.meta = {**row.meta, "failure": reason}
+                s.add(row)
+                s.commit()
+
+        await self._run(work)
+
+    async def ping(self) -> None:
+        """Check that the database answers."""
+        await self._run(lambda s: s.exec(select(Patient.id).limit(1)).first())
+
+
+def _audit(
+    actor: str, action: str, subject_type: str, subject_id: str, **details: Any
+) -> AuditEvent:
+    return AuditEvent(
+        actor=actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details,
+    )
+
+
+def _patient_and_conversation(s: Session, msg: IncomingMessage) -> tuple[Patient, Conversation]:
+    patient = s.exec(
+        select(Patient).where(
+            Patient.channel == msg.channel, Patient.channel_user_id == msg.user_id
+        )
+    ).first()
+    if patient is None:
+        patient = Patient(
+            pseudonym=uuid.uuid4().hex[:16],
+            channel=msg.channel,
+            channel_user_id=msg.user_id,
+            language=msg.language,
+        )
+        s.add(patient)
+        s.flush()
+    conv = s.exec(
+        select(Conversation).where(
+            Conversation.channel == msg.channel, Conversation.chat_id == msg.chat_id
+        )
+    ).first()
+    if conv is None:
+        assert patient.id is not None
+        conv = Conversation(patient_id=patient.id, channel=msg.channel, chat_id=msg.chat_id)
+        s.add(conv)
+        s.flush()
+    return patient, conv
+
+
+def _record_incoming(s: Session, msg: IncomingMessage) -> StoredIncoming:
+    for attempt in range(2):
+        try:
+            patient, conv = _patient_and_conversation(s, msg)
+            assert patient.id is not None and conv.id is not None
+            existing = s.exec(
+                select(Message).where(
+                    Message.conversation_id == conv.id,
+                    Message.direction == "in",
+                    Message.channel_message_id == msg.message_id,
+                )
+            ).first()
+            if existing is not None:
+                assert existing.id is not None
+                reply = s.exec(select(Message).where(Message.reply_to_id == existing.id)).first()
+                return StoredIncoming(
+                    existing.id,
+                    conv.id,
+                    patient.id,
+                    patient.pseudonym,
+                    patient.consent_at is not None,
+                    True,
+                    reply.text if reply else None,
+                )
+            row = Message(
+                conversation_id=conv.id,
+                direction="in",
+                channel_message_id=msg.message_id,
+                text=msg.text,
+                created_at=msg.received_at,
+                meta={"attachments": msg.attachments} if msg.attachments else {},
+            )
+            conv.last_message_at = utcnow()
+            s.add(row)
+            s.add(conv)
+            s.commit()
+            assert row.id is not None
+            return StoredIncoming(
+                row.id,
+                conv.id,
+                patient.id,
+                patient.pseudonym,
+                patient.consent_at is not None,
+                False,
+                None,
+            )
+        except IntegrityError:
+            # Another worker stored the same patient, chat or message first: read theirs.
+            s.rollback()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _record_reply(s: Session, stored: StoredIncoming, reply: Reply, meta: dict[str, Any]) -> int:
+    row = Message(
+        conversation_id=stored.conversation_id,
+        direction="out",
+        channel_message_id=f"reply-{stored.message_id}",
+        reply_to_id=stored.message_id,
+        text=reply.text,
+        status="sent",
+        kind=reply.kind,
+        triage_level=reply.level.value if reply.level else None,
+        meta=meta,
+    )
+    s.add(row)
+    incoming = s.get(Message, stored.message_id)
+    if incoming is not None:
+        incoming.status = "answered"
+        incoming.triage_level = reply.level.value if reply.level else None
+        s.add(incoming)
+    s.commit()
+    assert row.id is not None
+    return row.id

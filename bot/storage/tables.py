@@ -1,0 +1,97 @@
+"""SQLModel tables; every schema change also gets an Alembic migration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.models import utcnow
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), **kw))
+
+
+class Patient(SQLModel, table=True):
+    """A patient as seen on one channel, known by a pseudonym, never by name."""
+
+    __tablename__ = "patients"
+    __table_args__ = (UniqueConstraint("channel", "channel_user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pseudonym: str = Field(index=True, unique=True, max_length=32)
+    channel: str = Field(max_length=32)
+    channel_user_id: str = Field(max_length=128)
+    language: str | None = Field(default=None, max_length=16)
+    consent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = _ts(nullable=False)
+
+
+class Conversation(SQLModel, table=True):
+    """One chat between a patient and CareBot on a channel."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("channel", "chat_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patients.id", index=True)
+    channel: str = Field(max_length=32)
+    chat_id: str = Field(max_length=128)
+    started_at: datetime = _ts(nullable=False)
+    last_message_at: datetime = _ts(nullable=False)
+
+
+class Message(SQLModel, table=True):
+    """A message in either direction; incoming ones are stored before processing."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "direction", "channel_message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    direction: str = Field(max_length=8, description="in | out")
+    channel_message_id: str = Field(max_length=128)
+    reply_to_id: int | None = Field(default=None, foreign_key="messages.id")
+    text: str
+    status: str = Field(default="received", max_length=16, description="received|answered|failed")
+    kind: str | None = Field(default=None, max_length=16)
+    triage_level: str | None = Field(default=None, max_length=16)
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts(nullable=False)
+
+
+class Escalation(SQLModel, table=True):
+    """A case handed to doctors; the lifecycle beyond `open` comes with the escalation issue."""
+
+    __tablename__ = "escalations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    patient_id: int = Field(foreign_key="patients.id", index=True)
+    level: str = Field(max_length=16)
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    summary: str = ""
+    status: str = Field(default="open", max_length=16, description="open|claimed|resolved|expired")
+    opened_by: str = Field(default="triage", max_length=32)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    outcome: str | None = None
+    created_at: datetime = _ts(nullable=False)
+    claimed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which record, and why."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(nullable=False, index=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    subject_type: str = Field(max_length=32)
+    subject_id: str = Field(max_length=64)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

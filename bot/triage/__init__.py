@@ -1,0 +1,1 @@
+"""Triage: deterministic red-flag rules first; the LLM classifier comes with the triage issue."""

@@ -1,0 +1,1 @@
+"""Guideline retrieval and grounded, cited answers."""

@@ -1,0 +1,88 @@
+"""Shared fixtures: isolated settings, runtimes, real servers on loopback, no internet."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings, load_settings
+from bot.llm.base import LLMBackend
+from bot.runtime import Runtime, build_runtime
+from tests.fakes import scripted
+from tests.servers import RedisServer
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise RuntimeError(f"test tried to reach the network: {host}")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_internet() -> Iterator[None]:
+    """Fail any test that tries to connect anywhere but loopback."""
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Run each test with no CareBot variables and no .env from the developer's checkout."""
+    for name in list(os.environ):
+        if name.startswith("CAREBOT_TEST_"):
+            continue  # switches for the test suite itself, not settings
+        if name.startswith("CAREBOT_") or name in (
+            "REDIS_URL",
+            "DATABASE_URL",
+            "TELEGRAM_BOT_TOKEN",
+            "TELEGRAM_API_BASE_URL",
+        ):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=tmp_path / "data")
+
+
+RuntimeFactory = Callable[..., Awaitable[Runtime]]
+
+
+@pytest.fixture
+async def make_runtime(tmp_path: Path) -> AsyncIterator[RuntimeFactory]:
+    """Build runtimes on a fresh data folder; each is closed after the test."""
+    made: list[Runtime] = []
+
+    async def build(llm: LLMBackend | None = None, **overrides: Any) -> Runtime:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        runtime = await build_runtime(load_settings(**overrides), llm=llm or scripted("ok"))
+        made.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in made:
+        await runtime.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, for the whole test session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

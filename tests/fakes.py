@@ -1,0 +1,95 @@
+"""Fakes that implement CareBot's real interfaces (no mock.patch on internals)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from bot.llm.base import LLMBackend
+
+
+class ScriptedChatModel(BaseChatModel):
+    """A chat model that answers with a fixed script, instantly, and records its prompts."""
+
+    answers: list[str]
+    prompts: list[list[BaseMessage]] = []  # noqa: RUF012  (a pydantic field, copied per instance)
+    fail_with: str | None = None
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _next(self, messages: list[BaseMessage]) -> str:
+        self.prompts.append(messages)
+        if self.fail_with:
+            raise ConnectionError(self.fail_with)
+        return self.answers[(len(self.prompts) - 1) % len(self.answers)]
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(self._next(messages)))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for word in self._next(messages).split(" "):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
+
+
+def scripted(*answers: str, fail_with: str | None = None) -> LLMBackend:
+    """Return an LLM backend that answers from `answers` in turn (or always fails)."""
+    return LLMBackend(
+        ScriptedChatModel(answers=list(answers) or ["ok"], prompts=[], fail_with=fail_with)
+    )
+
+
+class SlowChatModel(BaseChatModel):
+    """A chat model that takes `delay_s` per answer and records how many ran at once."""
+
+    delay_s: float = 0.05
+    active: int = 0
+    peak: int = 0
+    seen: list[str] = []  # noqa: RUF012  (a pydantic field, copied per instance)
+
+    @property
+    def _llm_type(self) -> str:
+        return "slow"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        raise NotImplementedError("async only")
+
+    async def _astream(  # type: ignore[override]
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        import asyncio
+
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        self.seen.append(str(messages[-1].content))
+        await asyncio.sleep(self.delay_s)
+        self.active -= 1
+        yield ChatGenerationChunk(message=AIMessageChunk(content="ok"))

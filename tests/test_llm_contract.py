@@ -1,0 +1,109 @@
+"""One contract for LLM backends: the embedded llama.cpp model and a real vLLM server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
+
+from bot.config import load_settings
+from bot.errors import LLMUnavailable
+from bot.llm.base import LLMBackend
+from bot.llm.embedded import ChatLlamaCpp, EmbeddedBackend
+from bot.llm.factory import build_llm
+from bot.llm.openai_compat import OpenAIBackend
+from tests.servers import free_port, silent_server
+from tests.vllm_server import VLLMServer
+
+
+class Verdict(BaseModel):
+    level: Literal["emergency", "urgent", "routine", "self_care"]
+    reasons: list[Annotated[str, Field(max_length=60)]] = Field(max_length=2)
+
+
+@pytest.fixture(scope="session")
+def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real vLLM server: CAREBOT_TEST_VLLM_URL if given, else started from infra/vllm-cpu."""
+    if os.environ.get("CAREBOT_TEST_VLLM_URL"):
+        yield os.environ["CAREBOT_TEST_VLLM_URL"]
+        return
+    try:
+        server = VLLMServer(tmp_path_factory.mktemp("vllm") / "vllm.log")
+    except RuntimeError as exc:
+        if os.environ.get("CAREBOT_TEST_REQUIRE_VLLM") == "1":
+            pytest.fail(f"the vLLM server is required (CAREBOT_TEST_REQUIRE_VLLM=1): {exc}")
+        pytest.skip(f"vLLM server unavailable: {exc}")
+    yield server.base_url
+    server.stop()
+
+
+@pytest.fixture(params=["embedded", "openai-vllm"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[LLMBackend]:
+    if request.param == "embedded":
+        llm = build_llm(load_settings())
+    else:
+        llm = OpenAIBackend(
+            request.getfixturevalue("vllm_url"),
+            "smollm2",
+            "not-needed",
+            timeout_s=60,
+            max_retries=1,
+            max_tokens=200,
+        )
+    yield llm
+    await llm.aclose()
+
+
+QUESTION = [SystemMessage("Answer briefly."), HumanMessage("Name one fruit.")]
+
+
+class TestLLMBackendContract:
+    async def test_complete_returns_text(self, backend: LLMBackend) -> None:
+        text = await backend.complete(QUESTION)
+        assert isinstance(text, str) and text.strip()
+
+    async def test_stream_yields_pieces_in_order(self, backend: LLMBackend) -> None:
+        pieces = [p async for p in backend.stream(QUESTION)]
+        assert len(pieces) > 1
+        assert "".join(pieces).strip()
+
+    async def test_structured_output_matches_the_schema(self, backend: LLMBackend) -> None:
+        verdict = await backend.structured(
+            [SystemMessage("Classify how urgent this is."), HumanMessage("I have a mild cold.")],
+            Verdict,
+        )
+        assert verdict.level in ("emergency", "urgent", "routine", "self_care")
+        assert len(verdict.reasons) <= 2
+
+
+@pytest.fixture(params=["refused", "silent"])
+def broken_openai(request: pytest.FixtureRequest) -> Iterator[LLMBackend]:
+    if request.param == "refused":
+        yield OpenAIBackend(
+            f"http://127.0.0.1:{free_port()}/v1", "m", "k", timeout_s=1, max_retries=1
+        )
+        return
+    with silent_server() as port:
+        yield OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", "k", timeout_s=0.3, max_retries=1)
+
+
+async def test_unreachable_server_is_llm_unavailable(broken_openai: LLMBackend) -> None:
+    with pytest.raises(LLMUnavailable):
+        await broken_openai.complete(QUESTION)
+    with pytest.raises(LLMUnavailable):
+        [p async for p in broken_openai.stream(QUESTION)]
+    with pytest.raises(LLMUnavailable):
+        await broken_openai.structured(QUESTION, Verdict)
+
+
+async def test_broken_model_file_is_llm_unavailable(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf file" * 100)
+    llm = EmbeddedBackend(ChatLlamaCpp(model_path=bad))
+    with pytest.raises(LLMUnavailable):
+        await llm.complete(QUESTION)

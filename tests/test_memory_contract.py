@@ -1,0 +1,115 @@
+"""One contract for session memory, run against the embedded store and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.errors import MemoryUnavailable
+from bot.memory.base import SessionState, SessionStore, Turn
+from bot.memory.inmemory import InMemorySessionStore
+from bot.memory.redis_store import RedisSessionStore
+from tests.servers import RedisServer, free_port
+
+
+@pytest.fixture(params=["inmemory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    if request.param == "inmemory":
+        yield InMemorySessionStore(ttl_s=2, max_turns=5)
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    redis_store = RedisSessionStore.from_url(server.url, ttl_s=2, max_turns=5)
+    yield redis_store
+    await redis_store.aclose()
+
+
+def key() -> str:
+    return f"test:{uuid.uuid4().hex}"
+
+
+class TestSessionStoreContract:
+    async def test_unknown_chat_has_no_state_and_no_history(self, store: SessionStore) -> None:
+        k = key()
+        assert await store.get_state(k) is None
+        assert await store.history(k) == []
+
+    async def test_state_round_trips(self, store: SessionStore) -> None:
+        k = key()
+        state = SessionState(
+            consent=True,
+            language="zh",
+            mode="waiting_for_doctor",
+            escalation_id=7,
+            announced_flags=["EM-X"],
+        )
+        await store.set_state(k, state)
+        assert await store.get_state(k) == state
+
+    async def test_history_keeps_order_and_trims_to_max_turns(self, store: SessionStore) -> None:
+        k = key()
+        for i in range(4):
+            await store.append(
+                k, Turn(role="patient", text=f"q{i}"), Turn(role="bot", text=f"a{i}")
+            )
+        texts = [t.text for t in await store.history(k)]
+        assert texts == ["a1", "q2", "a2", "q3", "a3"]
+        assert [t.text for t in await store.history(k, limit=2)] == ["q3", "a3"]
+
+    async def test_unicode_and_large_text_survive(self, store: SessionStore) -> None:
+        k = key()
+        text = "胸口痛 🤒 مرحبا " + "x" * 100_000
+        await store.append(k, Turn(role="patient", text=text))
+        assert (await store.history(k))[0].text == text
+
+    async def test_chats_are_isolated(self, store: SessionStore) -> None:
+        a, b = key(), key()
+        await store.set_state(a, SessionState(consent=True))
+        await store.append(a, Turn(role="patient", text="only a"))
+        assert await store.get_state(b) is None
+        assert await store.history(b) == []
+
+    async def test_forget_deletes_everything(self, store: SessionStore) -> None:
+        k = key()
+        await store.set_state(k, SessionState(consent=True))
+        await store.append(k, Turn(role="patient", text="hi"))
+        await store.forget(k)
+        assert await store.get_state(k) is None
+        assert await store.history(k) == []
+
+    async def test_sessions_expire_after_ttl(self, store: SessionStore) -> None:
+        k = key()
+        await store.set_state(k, SessionState(consent=True))
+        await store.append(k, Turn(role="patient", text="hi"))
+        await asyncio.sleep(2.3)
+        assert await store.get_state(k) is None
+        assert await store.history(k) == []
+
+    async def test_ping_succeeds(self, store: SessionStore) -> None:
+        await store.ping()
+
+
+async def test_redis_down_raises_memory_unavailable(tmp_path: Path) -> None:
+    dead = RedisSessionStore.from_url(f"redis://127.0.0.1:{free_port()}/0", 60, 5, timeout_s=0.5)
+    with pytest.raises(MemoryUnavailable):
+        await dead.ping()
+    with pytest.raises(MemoryUnavailable):
+        await dead.get_state("x")
+    with pytest.raises(MemoryUnavailable):
+        await dead.append("x", Turn(role="patient", text="hi"))
+    await dead.aclose()
+
+
+async def test_redis_keys_are_namespaced(redis_server: RedisServer) -> None:
+    store = RedisSessionStore.from_url(redis_server.url, 60, 5)
+    await store.set_state("telegram:42", SessionState())
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    keys = await client.keys("carebot:session:telegram:42:*")
+    assert keys == ["carebot:session:telegram:42:state"]
+    assert 0 < await client.ttl(keys[0]) <= 60
+    await client.aclose()
+    await store.aclose()

@@ -1,0 +1,66 @@
+"""Prompt templates: every template renders; bad templates and bad renders fail loudly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import REPO_ROOT
+from bot.errors import ConfigError
+from bot.prompts import PromptLibrary
+
+LIBRARY = PromptLibrary(REPO_ROOT / "prompts")
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY.templates))
+def test_every_template_renders(name: str) -> None:
+    template = LIBRARY.template(name)
+    text = template.render(**{v: f"<{v}>" for v in template.variables})
+    for v in template.variables:
+        assert f"<{v}>" in text
+    assert "{" not in text.replace("{passages}", "")
+
+
+@pytest.mark.parametrize("key", sorted(LIBRARY.texts))
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_every_patient_text_renders_in_each_language(key: str, language: str) -> None:
+    values = {v: "X" for v in LIBRARY.texts[key].variables}
+    text = LIBRARY.text(key, language, emergency_number="112", **values)
+    assert text and "{" not in text
+
+
+def test_missing_or_undeclared_variable_is_an_error() -> None:
+    answer = LIBRARY.template("answer")
+    with pytest.raises(ConfigError, match="missing"):
+        answer.render(question="q")
+    with pytest.raises(ConfigError, match="undeclared"):
+        answer.render(question="q", passages="p", extra="x")
+
+
+def _write(folder: Path, body: str, header: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "patient_texts.yaml").write_text(
+        (REPO_ROOT / "prompts/patient_texts.yaml").read_text()
+    )
+    (folder / "answer.md").write_text(f"---\n{header}\n---\n{body}\n")
+
+
+def test_template_using_undeclared_variable_is_refused(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "p",
+        "Answer {question} from {passages}",
+        "name: answer\npurpose: x\nvariables: [question]",
+    )
+    with pytest.raises(ConfigError, match="declares"):
+        PromptLibrary(tmp_path / "p")
+
+
+def test_template_dropping_a_required_element_is_refused(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "p",
+        "Answer {question} from {passages}",
+        "name: answer\npurpose: x\nvariables: [question, passages]\nrequired: ['[1]']",
+    )
+    with pytest.raises(ConfigError, match="required"):
+        PromptLibrary(tmp_path / "p")

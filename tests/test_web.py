@@ -1,0 +1,91 @@
+"""The web chat over real HTTP: `carebot serve` as a process, streaming JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import free_port, wait_for_port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("web")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
+    env.update(CAREBOT_DATA_DIR=str(tmp / "data"), CAREBOT_WEB_PORT=str(port))
+    log = (tmp / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, cwd=tmp,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for_port(port, 120), (tmp / "serve.log").read_text()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def send(base: str, chat: str, text: str, **extra: Any) -> list[dict[str, Any]]:
+    body = {"chat_id": chat, "message_id": uuid.uuid4().hex, "text": text, **extra}
+    with httpx.stream("POST", f"{base}/api/messages", json=body, timeout=120) as res:
+        assert res.status_code == 200
+        assert res.headers["content-type"].startswith("application/x-ndjson")
+        return [json.loads(line) for line in res.iter_lines() if line]
+
+
+def test_page_is_served(server: str) -> None:
+    res = httpx.get(server)
+    assert res.status_code == 200 and "<title>CareBot</title>" in res.text
+    assert "/api/messages" in res.text
+
+
+def test_conversation_consent_then_streamed_cited_answer(server: str) -> None:
+    chat = "web-" + uuid.uuid4().hex
+    (consent,) = send(server, chat, "I have a sore throat, what can I do?")
+    assert consent["type"] == "reply" and consent["kind"] == "consent"
+    events = send(server, chat, "yes")
+    assert [e["type"] for e in events][-1] == "reply"
+    assert any(e["type"] == "delta" for e in events)  # the model's draft streamed
+    reply = events[-1]
+    assert reply["kind"] == "answer" and reply["citations"][0]["title"] == "Sore throat"
+
+
+def test_emergency_over_http(server: str) -> None:
+    events = send(server, "web-" + uuid.uuid4().hex, "my face is drooping and my speech is slurred")
+    assert events == [events[-1]] and events[-1]["kind"] == "emergency"
+    assert "Call 112 now" in events[-1]["text"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"chat_id": "web-12345678", "message_id": "1", "text": "x" * 200_001},
+        {"chat_id": "../../etc", "message_id": "1", "text": "hi"},
+        {"message_id": "1", "text": "hi"},
+    ],
+)
+def test_bad_requests_get_a_clear_error(server: str, body: dict[str, Any]) -> None:
+    res = httpx.post(f"{server}/api/messages", json=body)
+    assert res.status_code == 422 and "could not be read" in res.json()["error"]
+
+
+def test_malformed_json_is_refused(server: str) -> None:
+    res = httpx.post(f"{server}/api/messages", content=b"\xff{not json",
+                     headers={"content-type": "application/json"})
+    assert res.status_code in (400, 422)
+
+
+def test_health(server: str) -> None:
+    res = httpx.get(f"{server}/healthz")
+    assert res.status_code == 200
+    assert res.json() == {"status": "ok", "database": "ok", "memory": "ok", "llm": "embedded"}
