@@ -14,11 +14,18 @@ from tests.servers import free_port
 CAREBOT = [sys.executable, "-m", "bot.cli"]
 
 
-def run(args: list[str], stdin: bytes, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], stdin: bytes, tmp_path: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
     clean.update({"CAREBOT_DATA_DIR": str(tmp_path / "data"), **env})
     proc = subprocess.run(
-        CAREBOT + args, input=stdin, capture_output=True, env=clean, cwd=tmp_path, timeout=300,
+        CAREBOT + args,
+        input=stdin,
+        capture_output=True,
+        env=clean,
+        cwd=tmp_path,
+        timeout=300,
     )
     return subprocess.CompletedProcess(
         proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode()
@@ -27,37 +34,57 @@ def run(args: list[str], stdin: bytes, tmp_path: Path, **env: str) -> subprocess
 
 @pytest.mark.embedded_llm
 def test_fever_question_is_answered_with_a_cited_guideline(tmp_path: Path) -> None:
-    out = run(["chat", "--consent"],
-              b"I have had a mild fever since yesterday, what can I do?\n", tmp_path)
+    out = run(
+        ["chat", "--consent"],
+        b"I have had a mild fever since yesterday, what can I do?\n",
+        tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "Sources:\n[1] Fever in adults" in out.stdout
     assert "not a diagnosis" in out.stdout
 
 
 def test_emergency_is_answered_even_with_the_llm_server_down(tmp_path: Path) -> None:
-    out = run(["chat"], b"crushing chest pain and sweating for 20 minutes\n", tmp_path,
-              CAREBOT_LLM_BACKEND="openai",
-              CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
+    out = run(
+        ["chat"],
+        b"crushing chest pain and sweating for 20 minutes\n",
+        tmp_path,
+        CAREBOT_LLM_BACKEND="openai",
+        CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
+    )
     assert out.returncode == 0, out.stderr
     assert "This could be an emergency. Call 112 now" in out.stdout
 
 
 def test_without_consent_the_first_reply_asks_for_it(tmp_path: Path) -> None:
-    out = run(["chat"], b"I have a sore throat\n", tmp_path, CAREBOT_LLM_BACKEND="openai",
-              CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
+    out = run(
+        ["chat"],
+        b"I have a sore throat\n",
+        tmp_path,
+        CAREBOT_LLM_BACKEND="openai",
+        CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
+    )
     assert 'Reply "yes" to agree' in out.stdout
 
 
 def test_each_piped_line_gets_one_reply_even_binary_and_empty(tmp_path: Path) -> None:
     lines = b"\n".join([b"", b"\xff\xfe\x00binary\x80", "我发烧了".encode(), b"hello"]) + b"\n"
-    out = run(["chat", "--consent"], lines, tmp_path, CAREBOT_LLM_BACKEND="openai",
-              CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
-              CAREBOT_LLM_MAX_RETRIES="0")
+    out = run(
+        ["chat", "--consent"],
+        lines,
+        tmp_path,
+        CAREBOT_LLM_BACKEND="openai",
+        CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
+        CAREBOT_LLM_MAX_RETRIES="0",
+    )
     assert out.returncode == 0, out.stderr
     replies = [r for r in out.stdout.split("\n\n") if r.strip()]
     assert "didn't receive any text" in replies[0]
-    assert out.stdout.count("CareBot gives general information") + out.stdout.count(
-        "CareBot 提供的是一般健康信息") == 3
+    assert (
+        out.stdout.count("CareBot gives general information")
+        + out.stdout.count("CareBot 提供的是一般健康信息")
+        == 3
+    )
     assert "成人发烧" in out.stdout
     assert "Traceback" not in out.stderr
 

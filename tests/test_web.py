@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,8 +23,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
     env.update(CAREBOT_DATA_DIR=str(tmp / "data"), CAREBOT_WEB_PORT=str(port))
     log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, cwd=tmp,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve"],
+        env=env,
+        cwd=tmp,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         assert wait_for_port(port, 120), (tmp / "serve.log").read_text()
         yield f"http://127.0.0.1:{port}"
@@ -80,8 +84,11 @@ def test_bad_requests_get_a_clear_error(server: str, body: dict[str, Any]) -> No
 
 
 def test_malformed_json_is_refused(server: str) -> None:
-    res = httpx.post(f"{server}/api/messages", content=b"\xff{not json",
-                     headers={"content-type": "application/json"})
+    res = httpx.post(
+        f"{server}/api/messages",
+        content=b"\xff{not json",
+        headers={"content-type": "application/json"},
+    )
     assert res.status_code in (400, 422)
 
 

@@ -1,0 +1,47 @@
+"""Helpers shared by the benchmarks: percentiles, tables, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Return the p-th percentile (nearest rank) of `values`."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def summary(values_ms: list[float]) -> dict[str, float]:
+    """Return n, mean, p50, p95, p99 and max of a list of milliseconds."""
+    return {
+        "n": len(values_ms),
+        "mean": statistics.fmean(values_ms),
+        "p50": percentile(values_ms, 50),
+        "p95": percentile(values_ms, 95),
+        "p99": percentile(values_ms, 99),
+        "max": max(values_ms),
+    }
+
+
+def machine() -> str:
+    """Describe this machine in one line."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Format a Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
