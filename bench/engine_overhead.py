@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import shutil
 import tempfile
@@ -17,8 +16,12 @@ import time
 import uuid
 from pathlib import Path
 
-from langchain_core.language_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from collections.abc import AsyncIterator
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from bench.common import machine, summary, table
 from bot.config import load_settings
@@ -40,9 +43,28 @@ MESSAGES = [
 ANSWER = "See a doctor if the fever lasts more than three days [1]."
 
 
+class InstantChatModel(BaseChatModel):
+    """A natively async chat model that streams a fixed answer at once (no thread hops)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "instant"
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(ANSWER))])
+
+    async def _astream(  # type: ignore[override]
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for word in ANSWER.split(" "):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
+
+
 def instant_llm() -> LLMBackend:
     """An LLM that answers at once, so that only CareBot's own work is timed."""
-    return LLMBackend(GenericFakeChatModel(messages=itertools.cycle([AIMessage(ANSWER)])))
+    return LLMBackend(InstantChatModel())
 
 
 async def run(n: int, chats: int, redis_url: str | None) -> dict[str, object]:
