@@ -14,9 +14,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from pathlib import Path
-
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -50,12 +49,16 @@ class InstantChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "instant"
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=AIMessage(ANSWER))])
 
     async def _astream(  # type: ignore[override]
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         for word in ANSWER.split(" "):

@@ -38,7 +38,8 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Stop channels, close connections and release the model."""
-        for stop in reversed(self.on_close):
+        stops, self.on_close = self.on_close, []  # closing twice is harmless
+        for stop in reversed(stops):
             await stop()
         await self.sessions.aclose()
         await self.llm.aclose()
