@@ -103,7 +103,7 @@ class ConversationEngine:
             try:
                 stored = await self.storage.record_incoming(msg)
             except StorageUnavailable:
-                return self._unsaved(msg)
+                return self._fallback(msg, "storage_unavailable")
             if stored.duplicate and stored.previous_reply is not None:
                 return Reply(text=stored.previous_reply, kind="duplicate", duplicate=True)
             started = time.perf_counter()
@@ -117,8 +117,7 @@ class ConversationEngine:
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
                 await self._quietly(self.storage.mark_failed(stored.message_id, type(exc).__name__))
-                language = detect_language(msg.text, self.options.default_language)
-                return Reply(text=self._text("storage_unavailable", language), kind="error")
+                return self._fallback(msg, "processing_failed")
             await self._finish(msg, stored, reply, state, history)
             logger.info(
                 "answered message=%s kind=%s level=%s in %.0f ms",
@@ -129,13 +128,13 @@ class ConversationEngine:
             )
             return reply
 
-    def _unsaved(self, msg: IncomingMessage) -> Reply:
-        """Reply when the message could not be stored: red flags still get their answer."""
+    def _fallback(self, msg: IncomingMessage, text_key: str) -> Reply:
+        """Reply when normal processing is impossible: red flags still get their answer."""
         language = detect_language(msg.text, self.options.default_language)
         hits = self.rules.check([msg.text], language)
         if self.rules.level(hits) is TriageLevel.EMERGENCY:
             return self._emergency(hits, language)
-        return Reply(text=self._text("storage_unavailable", language), kind="error")
+        return Reply(text=self._text(text_key, language), kind="error")
 
     async def _recall(
         self, msg: IncomingMessage, stored: StoredIncoming

@@ -9,6 +9,15 @@ import yaml
 from pydantic import BaseModel, Field
 
 BUNDLED = Path(__file__).with_name("guidelines")
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _display_path(path: Path) -> str:
+    # Citations reach patients: show bundled pages relative to the project, not the server.
+    try:
+        return str(path.resolve().relative_to(_ROOT))
+    except ValueError:
+        return str(path)
 _HEADING = re.compile(r"^(#{1,3})\s+(.*)$", re.MULTILINE)
 
 
@@ -37,7 +46,7 @@ def load_page(path: Path) -> list[Passage]:
     common = {
         "title": title,
         "source": str(meta.get("source") or "unknown"),
-        "path": str(path),
+        "path": _display_path(path),
         "language": str(meta.get("language") or "en"),
         "audience": str(meta.get("audience") or "all"),
         "urls": [str(u) for u in meta.get("sources", []) or []],  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from bot.llm.base import LLMBackend
+from bot.memory.base import SessionState, SessionStore, Turn
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -93,3 +94,28 @@ class SlowChatModel(BaseChatModel):
         await asyncio.sleep(self.delay_s)
         self.active -= 1
         yield ChatGenerationChunk(message=AIMessageChunk(content="ok"))
+
+
+class BrokenSessionStore(SessionStore):
+    """A session store with a bug: every call raises an unexpected error."""
+
+    def __init__(self) -> None:
+        super().__init__(ttl_s=60, max_turns=10)
+
+    async def get_state(self, chat_key: str) -> SessionState | None:
+        raise ValueError("bug in the store")
+
+    async def set_state(self, chat_key: str, state: SessionState) -> None:
+        raise ValueError("bug in the store")
+
+    async def append(self, chat_key: str, *turns: Turn) -> None:
+        raise ValueError("bug in the store")
+
+    async def history(self, chat_key: str, limit: int | None = None) -> list[Turn]:
+        raise ValueError("bug in the store")
+
+    async def forget(self, chat_key: str) -> None:
+        raise ValueError("bug in the store")
+
+    async def ping(self) -> None:
+        raise ValueError("bug in the store")

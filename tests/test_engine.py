@@ -16,7 +16,7 @@ from bot.llm.openai_compat import OpenAIBackend
 from bot.models import IncomingMessage, TriageLevel
 from bot.storage.tables import Escalation, Message
 from tests.conftest import RuntimeFactory
-from tests.fakes import SlowChatModel, scripted
+from tests.fakes import BrokenSessionStore, SlowChatModel, scripted
 from tests.servers import RedisServer, free_port, silent_server
 
 FEVER = "I have had a mild fever since yesterday, what can I do?"
@@ -250,3 +250,16 @@ async def test_patient_text_never_reaches_the_logs(
     await rt.engine.handle(incoming(secret + " and crushing chest pain with sweating"))
     assert caplog.records
     assert not any("Zebulon" in r.getMessage() for r in caplog.records)
+
+
+async def test_unexpected_failure_gets_a_calm_reply_and_keeps_the_message(
+    make_runtime: RuntimeFactory,
+) -> None:
+    rt = await make_runtime(scripted(GROUNDED))
+    rt.engine.sessions = BrokenSessionStore()
+    reply = await rt.engine.handle(incoming(FEVER, consent=True))
+    assert reply.kind == "error" and "Your message is saved" in reply.text
+    (stored,) = stored_messages(rt)
+    assert stored.text == FEVER and stored.status == "failed"
+    assert stored.meta["failure"] == "ValueError"
+    assert (await rt.engine.handle(incoming(CHEST))).kind == "emergency"
