@@ -18,6 +18,8 @@ def _display_path(path: Path) -> str:
         return str(path.resolve().relative_to(_ROOT))
     except ValueError:
         return str(path)
+
+
 _HEADING = re.compile(r"^(#{1,3})\s+(.*)$", re.MULTILINE)
 
 
