@@ -19,7 +19,3 @@ class MemoryUnavailable(CareBotError):
 
 class StorageUnavailable(CareBotError):
     """The database cannot be written or read (locked, down, full)."""
-
-
-class RetrievalError(CareBotError):
-    """The guideline index cannot be searched."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from bot.config import Settings
 from bot.engine import ConversationEngine, EngineOptions
-from bot.errors import MemoryUnavailable
+from bot.errors import LLMUnavailable, MemoryUnavailable
 from bot.llm.base import LLMBackend
 from bot.llm.factory import build_llm
 from bot.memory.base import SessionStore
@@ -69,6 +69,11 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
         logger.warning("REDIS_URL is not reachable (%s); using the database as memory", exc)
     prompts = PromptLibrary(settings.prompts_dir)
     llm = llm or build_llm(settings)
+    try:
+        await llm.warm_up()
+    except LLMUnavailable as exc:
+        # Serve anyway: emergencies need no model, and answers fall back to quoted guidelines.
+        logger.error("the LLM could not be prepared (%s); answers will quote guidelines", exc)
     answerer = GuidelineAnswerer(BM25Index(load_folder()), llm, prompts)
     engine = ConversationEngine(
         storage,

@@ -263,3 +263,17 @@ async def test_unexpected_failure_gets_a_calm_reply_and_keeps_the_message(
     assert stored.text == FEVER and stored.status == "failed"
     assert stored.meta["failure"] == "ValueError"
     assert (await rt.engine.handle(incoming(CHEST))).kind == "emergency"
+
+
+async def test_broken_model_file_at_start_up_still_serves(
+    make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    from bot.config import load_settings
+    from bot.llm.factory import build_llm
+
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"\x00" * 1024)
+    rt = await make_runtime(build_llm(load_settings(llm_model_path=bad)))
+    assert (await rt.engine.handle(incoming(CHEST))).kind == "emergency"
+    reply = await rt.engine.handle(incoming(FEVER, consent=True))
+    assert reply.llm_error and "[1] Fever in adults" in reply.text

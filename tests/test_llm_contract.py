@@ -106,4 +106,6 @@ async def test_broken_model_file_is_llm_unavailable(tmp_path: Path) -> None:
     bad.write_bytes(b"not a gguf file" * 100)
     llm = EmbeddedBackend(ChatLlamaCpp(model_path=bad))
     with pytest.raises(LLMUnavailable):
+        await llm.warm_up()
+    with pytest.raises(LLMUnavailable):
         await llm.complete(QUESTION)

@@ -81,5 +81,8 @@ class LLMBackend:
         except (ValidationError, json.JSONDecodeError) as exc:
             raise self._unavailable(exc) from exc
 
+    async def warm_up(self) -> None:
+        """Prepare the model before the first patient waits for it (default: nothing to do)."""
+
     async def aclose(self) -> None:
         """Release the model's resources, if it holds any."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import threading
 from collections.abc import Iterator
@@ -126,6 +127,9 @@ class EmbeddedBackend(LLMBackend):
         super().__init__(model, timeout_s)
         self.llama = model
 
-    def warm_up(self) -> None:
+    async def warm_up(self) -> None:
         """Load the weights now rather than on the first patient's message."""
-        self.llama.load()
+        try:
+            await asyncio.to_thread(self.llama.load)
+        except Exception as exc:  # a broken model file: patients get quoted guidelines
+            raise self._unavailable(exc) from exc
