@@ -275,5 +275,5 @@ async def test_broken_model_file_at_start_up_still_serves(
     bad.write_bytes(b"\x00" * 1024)
     rt = await make_runtime(build_llm(load_settings(llm_model_path=bad)))
     assert (await rt.engine.handle(incoming(CHEST))).kind == "emergency"
-    reply = await rt.engine.handle(incoming(FEVER, consent=True))
+    reply = await rt.engine.handle(incoming(FEVER, chat="other", consent=True))
     assert reply.llm_error and "[1] Fever in adults" in reply.text
