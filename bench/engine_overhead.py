@@ -27,7 +27,7 @@ from bot.config import load_settings
 from bot.llm.base import LLMBackend
 from bot.models import IncomingMessage
 from bot.runtime import build_runtime
-from bot.triage.redflags import RedFlagRules
+from bot.triage.rules import TriageRules
 
 MESSAGES = [
     "I have had a mild fever since yesterday, what can I do?",
@@ -103,7 +103,7 @@ async def run(n: int, chats: int, redis_url: str | None) -> dict[str, object]:
 
 def rules_us(n: int = 5000) -> float:
     """Return the mean red-flag check time per message, in microseconds."""
-    rules = RedFlagRules()
+    rules = TriageRules()
     start = time.perf_counter()
     for i in range(n):
         rules.check([MESSAGES[i % len(MESSAGES)]])

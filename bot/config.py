@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +59,17 @@ class Settings(BaseSettings):
 
     # --- patient-facing ----------------------------------------------------------------------
     emergency_number: str = Field(default="112", pattern=r"^[0-9+ ]{2,15}$")
+    emergency_numbers: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-locale numbers, JSON: {"zh": "120", "en-GB": "999"}.',
+    )
+    triage_followup_rounds: int = Field(
+        default=2, ge=0, le=2, description="Rounds of follow-up questions before deciding."
+    )
+    triage_model_vote: Literal["off", "advise", "raise"] = Field(
+        default="off",
+        description="How the LLM triage classifier counts: off, advise (questions only), raise.",
+    )
     default_language: Literal["en", "zh"] = "en"
     max_message_chars: int = Field(default=4000, ge=100, le=100_000)
 
@@ -73,6 +85,14 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("emergency_numbers")
+    @classmethod
+    def _numbers(cls, value: dict[str, str]) -> dict[str, str]:
+        for locale, number in value.items():
+            if not re.fullmatch(r"[0-9+ ]{2,15}", number):
+                raise ValueError(f"{locale}: {number!r} is not a phone number")
+        return {locale.lower(): number for locale, number in value.items()}
 
     @field_validator("llm_base_url", "chroma_url", "telegram_api_base_url")
     @classmethod

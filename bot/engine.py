@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import unicodedata
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +16,14 @@ from bot.memory.base import SessionState, SessionStore, Turn
 from bot.models import IncomingMessage, RedFlagHit, Reply, TriageLevel
 from bot.prompts import PromptLibrary
 from bot.storage.repository import Storage, StoredIncoming
-from bot.triage.redflags import RedFlagRules
+from bot.triage.classifier import MissingFact
+from bot.triage.service import TriageResult, TriageService, is_general_question
 from rag.answer import Answer, GuidelineAnswerer, OnDelta
 
 logger = logging.getLogger(__name__)
+# The locale of the message being handled: each channel request runs in its own task, so
+# concurrent chats never see each other's locale.
+_LOCALE: ContextVar[str | None] = ContextVar("carebot_locale", default=None)
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]{2,}")
 _CONSENT_WORDS = frozenset(
@@ -50,7 +55,10 @@ class EngineOptions:
     """The engine's share of the settings."""
 
     emergency_number: str = "112"
+    emergency_numbers: dict[str, str] | None = None  # per locale ("zh", "en-gb")
     default_language: str = "en"
+    max_followup_rounds: int = 2
+    max_questions_per_round: int = 3
     max_message_chars: int = 4000
     history_turns: int = 20
 
@@ -70,6 +78,19 @@ def clean_text(text: str) -> str:
     )
 
 
+def _triage_record(triage: TriageResult) -> dict[str, Any]:
+    """Summarise a triage decision for the stored reply (rule ids and levels, no text)."""
+    return {
+        "level": triage.level.value,
+        "rule_level": triage.rule_level.value,
+        "decided_by": triage.decided_by,
+        "rules": [h.rule_id for h in triage.hits],
+        "model_level": triage.model.level.value if triage.model else None,
+        "model_error": triage.model_error,
+        "missing": [m.value for m in triage.missing],
+    }
+
+
 def _is_consent(text: str) -> bool:
     return text.strip().lower().rstrip(".!。！") in _CONSENT_WORDS
 
@@ -81,25 +102,37 @@ class ConversationEngine:
         self,
         storage: Storage,
         sessions: SessionStore,
-        rules: RedFlagRules,
+        triage: TriageService,
         answerer: GuidelineAnswerer,
         prompts: PromptLibrary,
         options: EngineOptions | None = None,
     ) -> None:
-        self.storage, self.sessions, self.rules = storage, sessions, rules
+        self.storage, self.sessions, self.triage = storage, sessions, triage
+        self.rules = triage.rules
         self.answerer, self.prompts = answerer, prompts
         self.options = options or EngineOptions()
         self._locks = ChatLocks()
 
+    def emergency_number(self, *locales: str | None) -> str:
+        """Return the emergency number for the first locale configured ("en-GB", then "en")."""
+        numbers = self.options.emergency_numbers or {}
+        for locale in locales:
+            if locale:
+                tag = locale.lower().replace("_", "-")
+                for key in (tag, tag.split("-")[0]):
+                    if key in numbers:
+                        return numbers[key]
+        return self.options.emergency_number
+
     def _text(self, key: str, language: str, **values: object) -> str:
-        return self.prompts.text(
-            key, language, emergency_number=self.options.emergency_number, **values
-        )
+        number = self.emergency_number(_LOCALE.get(), language)
+        return self.prompts.text(key, language, emergency_number=number, **values)
 
     async def handle(self, msg: IncomingMessage, on_delta: OnDelta | None = None) -> Reply:
         """Answer one incoming message; never raises, never stays silent."""
         msg = msg.model_copy(update={"text": clean_text(msg.text)})
         async with self._locks.hold(msg.chat_key):
+            _LOCALE.set(msg.language)
             try:
                 stored = await self.storage.record_incoming(msg)
             except StorageUnavailable:
@@ -163,22 +196,15 @@ class ConversationEngine:
         state.language = language
 
         # Red flags on everything the patient said, before consent and before any model.
-        patient_texts = [t.text for t in history if t.role == "patient"] + [msg.text]
+        # General questions ("what are the signs of a stroke?") report nobody's symptoms.
+        said = [t.text for t in history if t.role == "patient"] + [msg.text]
+        patient_texts = [t for t in said if not is_general_question(t)]
         hits = self.rules.check(patient_texts, language)
-        emergencies = [h for h in hits if h.level is TriageLevel.EMERGENCY]
+        emergencies = self.rules.emergencies(hits)
         if any(h.rule_id not in state.announced_flags for h in emergencies):
-            state.announced_flags = sorted({*state.announced_flags, *(h.rule_id for h in hits)})
-            try:
-                state.escalation_id = await self.storage.open_escalation(
-                    stored, TriageLevel.EMERGENCY, [h.rule_id for h in emergencies], "triage"
-                )
-            except StorageUnavailable:
-                logger.error(
-                    "could not open an emergency escalation for message=%s", stored.message_id
-                )
-            return self._emergency(hits, language), state, history
+            return await self._open_emergency(stored, state, hits, language), state, history
 
-        reply = await self._converse(msg, stored, state, history, language, hits, on_delta)
+        reply = await self._converse(msg, stored, state, history, language, patient_texts, on_delta)
         if emergencies:
             # Already warned: answer this message, but keep the warning in front of it.
             explanation = " ".join(dict.fromkeys(h.explanation for h in emergencies))
@@ -187,6 +213,24 @@ class ConversationEngine:
             reply.level, reply.red_flags = TriageLevel.EMERGENCY, hits
         return reply, state, history
 
+    async def _open_emergency(
+        self, stored: StoredIncoming, state: SessionState, hits: list[RedFlagHit], language: str
+    ) -> Reply:
+        emergencies = self.rules.emergencies(hits) or hits
+        state.announced_flags = sorted({*state.announced_flags, *(h.rule_id for h in hits)})
+        await self._escalate(stored, state, TriageLevel.EMERGENCY, [h.rule_id for h in emergencies])
+        return self._emergency(hits, language)
+
+    async def _escalate(
+        self, stored: StoredIncoming, state: SessionState, level: TriageLevel, reasons: list[str]
+    ) -> None:
+        try:
+            state.escalation_id = await self.storage.open_escalation(
+                stored, level, reasons, "triage"
+            )
+        except StorageUnavailable:
+            logger.error("could not open a %s escalation for message=%s", level, stored.message_id)
+
     async def _converse(
         self,
         msg: IncomingMessage,
@@ -194,10 +238,10 @@ class ConversationEngine:
         state: SessionState,
         history: list[Turn],
         language: str,
-        hits: list[RedFlagHit],
+        patient_texts: list[str],
         on_delta: OnDelta | None,
     ) -> Reply:
-        """Consent first, then a guideline answer (state is updated in place)."""
+        """Consent, triage (with follow-up questions), then a guideline answer."""
         text = msg.text
         said_yes = _is_consent(text)
         if not state.consent and (msg.consent or said_yes):
@@ -214,12 +258,68 @@ class ConversationEngine:
             return Reply(text=self._text("consent", language), kind="consent")
         if not text.strip():
             return Reply(text=self._text("empty_message", language), kind="notice")
+
+        general = is_general_question(text)
+        triage = await self.triage.assess(patient_texts, language)
+        if triage.level is TriageLevel.EMERGENCY and not self.rules.emergencies(triage.hits):
+            # Only the model called it an emergency (vote "raise"): act on it all the same.
+            return await self._open_emergency(stored, state, triage.hits, language)
+        if triage.level is TriageLevel.URGENT and state.escalation_id is None:
+            await self._escalate(
+                stored, state, TriageLevel.URGENT, [h.rule_id for h in triage.hits]
+            )
+        questions = [] if general else self._next_questions(state, triage)
+        if questions:
+            state.pending_text = state.pending_text or text
+            return self._followup_reply(triage, questions, language)
+
+        question = state.pending_text or text
+        state.pending_text, state.followup_rounds = None, 0
         limit = self.options.max_message_chars
-        answer = await self.answerer.answer(text[:limit], history, language, on_delta)
-        return self._answer_reply(answer, language, hits, truncated=len(text) > limit)
+        answer = await self.answerer.answer(question[:limit], history, language, on_delta)
+        return self._answer_reply(
+            answer, language, triage, truncated=len(question) > limit, general=general
+        )
+
+    def _next_questions(self, state: SessionState, triage: TriageResult) -> list[MissingFact]:
+        """Pick this round's follow-up questions: unknown facts, never asked twice."""
+        if state.followup_rounds >= self.options.max_followup_rounds:
+            return []
+        fresh = [m for m in triage.missing if m.value not in state.asked_facts]
+        chosen = fresh[: self.options.max_questions_per_round]
+        if chosen:
+            state.followup_rounds += 1
+            state.asked_facts = [*state.asked_facts, *(m.value for m in chosen)]
+        return chosen
+
+    def _followup_reply(
+        self, triage: TriageResult, questions: list[MissingFact], language: str
+    ) -> Reply:
+        asks = [f"• {self._text('question_' + q.value, language)}" for q in questions]
+        if triage.level is TriageLevel.URGENT:
+            # An urgent patient gets the advice now; the questions only help the doctor.
+            head = [
+                self._level_advice(triage, language),
+                self._text("followup_urgent_intro", language),
+            ]
+        else:
+            head = [self._text("followup_intro", language)]
+        return Reply(
+            text="\n\n".join(head) + "\n" + "\n".join(asks),
+            kind="followup",
+            level=triage.level,
+            red_flags=triage.hits,
+        )
+
+    def _level_advice(self, triage: TriageResult, language: str) -> str:
+        top = [h for h in triage.hits if h.level is triage.level]
+        explanation = " ".join(dict.fromkeys(h.explanation for h in top[:2]))
+        return self._text(f"advice_{triage.level.value}", language, explanation=explanation)
 
     def _emergency(self, hits: list[RedFlagHit], language: str) -> Reply:
-        explanation = " ".join(dict.fromkeys(h.explanation for h in hits))
+        explanation = " ".join(
+            dict.fromkeys(h.explanation for h in self.rules.emergencies(hits) or hits)
+        )
         return Reply(
             text=self._text("emergency", language, explanation=explanation),
             kind="emergency",
@@ -228,11 +328,20 @@ class ConversationEngine:
         )
 
     def _answer_reply(
-        self, answer: Answer, language: str, hits: list[RedFlagHit], truncated: bool
+        self,
+        answer: Answer,
+        language: str,
+        triage: TriageResult,
+        truncated: bool,
+        general: bool,
     ) -> Reply:
         parts = []
         if truncated:
             parts.append(self._text("too_long", language, limit=self.options.max_message_chars))
+        if general:
+            parts.append(self._text("general_question_note", language))
+        elif triage.level is not TriageLevel.EMERGENCY:  # emergencies carry their reminder
+            parts.append(self._level_advice(triage, language))
         if not answer.found:
             parts.append(self._text("no_guideline", language))
         else:
@@ -245,11 +354,12 @@ class ConversationEngine:
         return Reply(
             text="\n\n".join(parts),
             kind="answer",
-            level=self.rules.level(hits),
-            red_flags=hits,
+            level=None if general else triage.level,
+            red_flags=triage.hits,
             citations=answer.citations,
             grounded=answer.grounded if answer.found else None,
             llm_error=answer.llm_error,
+            triage=_triage_record(triage),
         )
 
     async def _finish(
@@ -262,6 +372,8 @@ class ConversationEngine:
     ) -> None:
         """Store the reply and update memory; a failure here never takes the reply away."""
         meta: dict[str, Any] = {
+            "level": reply.level,
+            "triage": reply.triage,
             "red_flags": [h.rule_id for h in reply.red_flags],
             "citations": [c.model_dump() for c in reply.citations],
             "grounded": reply.grounded,

@@ -88,5 +88,8 @@ class Reply(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     grounded: bool | None = None
     llm_error: str | None = None
+    triage: dict[str, object] | None = Field(
+        default=None, description="How the level was decided: rule ids, model level, missing facts."
+    )
     duplicate: bool = False
     message_id: int | None = Field(default=None, description="Database id of the stored reply.")

@@ -17,7 +17,9 @@ from bot.memory.redis_store import RedisSessionStore
 from bot.prompts import PromptLibrary
 from bot.storage.migrate import upgrade
 from bot.storage.repository import Storage, make_engine
-from bot.triage.redflags import RedFlagRules
+from bot.triage.classifier import TriageClassifier
+from bot.triage.rules import TriageRules
+from bot.triage.service import ModelVote, TriageService
 from rag.answer import GuidelineAnswerer
 from rag.lexical import BM25Index
 from rag.pages import load_folder
@@ -78,11 +80,15 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     engine = ConversationEngine(
         storage,
         sessions,
-        RedFlagRules(),
+        TriageService(
+            TriageRules(), TriageClassifier(llm, prompts), ModelVote(settings.triage_model_vote)
+        ),
         answerer,
         prompts,
         EngineOptions(
             emergency_number=settings.emergency_number,
+            emergency_numbers=settings.emergency_numbers,
+            max_followup_rounds=settings.triage_followup_rounds,
             default_language=settings.default_language,
             max_message_chars=settings.max_message_chars,
             history_turns=settings.history_turns,

@@ -71,6 +71,9 @@ async def make_runtime(tmp_path: Path) -> AsyncIterator[RuntimeFactory]:
 
     async def build(llm: LLMBackend | None = None, **overrides: Any) -> Runtime:
         overrides.setdefault("data_dir", tmp_path / "data")
+        # Tests of storage, memory, consent and answers want the answer at once; the
+        # follow-up questions have their own tests (tests/test_triage_flow.py).
+        overrides.setdefault("triage_followup_rounds", 0)
         runtime = await build_runtime(load_settings(**overrides), llm=llm or scripted("ok"))
         made.append(runtime)
         return runtime

@@ -36,7 +36,8 @@ def run(
 def test_fever_question_is_answered_with_a_cited_guideline(tmp_path: Path) -> None:
     out = run(
         ["chat", "--consent"],
-        b"I have had a mild fever since yesterday, what can I do?\n",
+        b"I'm 34 and have had a mild fever of 38.2 since yesterday, breathing fine. "
+        b"What can I do?\n",
         tmp_path,
     )
     assert out.returncode == 0, out.stderr
@@ -76,6 +77,7 @@ def test_each_piped_line_gets_one_reply_even_binary_and_empty(tmp_path: Path) ->
         CAREBOT_LLM_BACKEND="openai",
         CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
         CAREBOT_LLM_MAX_RETRIES="0",
+        CAREBOT_TRIAGE_FOLLOWUP_ROUNDS="0",
     )
     assert out.returncode == 0, out.stderr
     replies = [r for r in out.stdout.split("\n\n") if r.strip()]

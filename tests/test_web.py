@@ -57,11 +57,15 @@ def test_conversation_consent_then_streamed_cited_answer(server: str) -> None:
     chat = "web-" + uuid.uuid4().hex
     (consent,) = send(server, chat, "I have a sore throat, what can I do?")
     assert consent["type"] == "reply" and consent["kind"] == "consent"
-    events = send(server, chat, "yes")
+    (questions,) = send(server, chat, "yes")
+    # Triage asks for the facts it needs before advising (age, duration, temperature).
+    assert questions["kind"] == "followup" and "How old are you" in questions["text"]
+    events = send(server, chat, "I'm 30, it started yesterday, my temperature is 37.5")
     assert [e["type"] for e in events][-1] == "reply"
     assert any(e["type"] == "delta" for e in events)  # the model's draft streamed
     reply = events[-1]
     assert reply["kind"] == "answer" and reply["citations"][0]["title"] == "Sore throat"
+    assert reply["level"] == "self_care" and "manage" in reply["text"]
 
 
 def test_emergency_over_http(server: str) -> None:

@@ -35,6 +35,12 @@ class SessionState(BaseModel):
         default=None, description="A question held back until the patient consents."
     )
     pending_text: str | None = None
+    followup_rounds: int = Field(
+        default=0, description="Triage question rounds for this complaint."
+    )
+    asked_facts: list[str] = Field(
+        default_factory=list, description="Facts already asked about (never asked twice)."
+    )
 
 
 class SessionStore(ABC):

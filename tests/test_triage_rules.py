@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot.models import TriageLevel
-from bot.triage.redflags import RedFlagRules
+from bot.triage.rules import TriageRules
 
-RULES = RedFlagRules()
+RULES = TriageRules()
 
 
 def fired(*texts: str) -> set[str]:
@@ -44,12 +44,12 @@ def test_emergencies_fire(text: str, rule: str) -> None:
         "",
     ],
 )
-def test_negations_and_ordinary_complaints_do_not_fire(text: str) -> None:
-    assert fired(text) == set()
+def test_negations_and_ordinary_complaints_are_not_emergencies(text: str) -> None:
+    assert not any(rule.startswith("EM-") for rule in fired(text))
 
 
 def test_rules_see_the_whole_conversation() -> None:
-    assert fired("I have chest pain") == set()
+    assert fired("I have chest pain") == {"UR-CHEST-PAIN"}
     assert "EM-CARDIAC-CHEST-PAIN" in fired("I have chest pain", "now I am sweating and clammy")
 
 
