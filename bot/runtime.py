@@ -57,6 +57,17 @@ def build_sessions(settings: Settings) -> SessionStore:
     return InMemorySessionStore(settings.session_ttl_s, settings.history_turns)
 
 
+def build_triage(
+    settings: Settings,
+    llm: LLMBackend | None,
+    prompts: PromptLibrary,
+    vote: ModelVote | None = None,
+) -> TriageService:
+    """Build the triage service: rules, plus the LLM classifier when there is an LLM."""
+    classifier = TriageClassifier(llm, prompts) if llm is not None else None
+    return TriageService(TriageRules(), classifier, vote or ModelVote(settings.triage_model_vote))
+
+
 async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Runtime:
     """Migrate the database, connect memory, load prompts, rules, guidelines and the LLM."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -80,9 +91,7 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     engine = ConversationEngine(
         storage,
         sessions,
-        TriageService(
-            TriageRules(), TriageClassifier(llm, prompts), ModelVote(settings.triage_model_vote)
-        ),
+        build_triage(settings, llm, prompts),
         answerer,
         prompts,
         EngineOptions(

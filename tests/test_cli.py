@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,37 @@ def test_check_names_what_fails(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "ok   database" in out.stdout
     assert "FAIL session memory" in out.stdout and "FAIL llm (openai)" in out.stdout
+
+
+def test_triage_command_prints_level_rules_and_json(tmp_path: Path) -> None:
+    out = run(["triage", "--no-model", "crushing chest pain and sweating"], b"", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Level: emergency (decided by rules)" in out.stdout
+    assert "EM-CARDIAC-CHEST-PAIN" in out.stdout
+    out = run(["triage", "--no-model", "--json", "runny nose for 2 days"], b"", tmp_path)
+    data = json.loads(out.stdout)
+    assert data["level"] == "self_care" and data["hits"][0]["rule_id"] == "SC-COLD-AND-COUGH"
+
+
+def test_eval_triage_reads_cases_and_reports_every_one(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(
+        '{"id": "a", "text": "I cannot breathe", "expected": "emergency"}\n'
+        '{"text": "runny nose for 2 days", "expected": ["self_care", "routine"]}\n'
+        '{"text": "cough for 6 weeks", "expected": "urgent"}\n'
+    )
+    out = run(["eval", "triage", str(cases), "--json"], b"", tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["cases"] == 3 and report["emergency_found"] == 1
+    assert [r["case_id"] for r in report["results"]] == ["a", "line 2", "line 3"]
+    assert report["results"][2]["predicted"] == "routine" and report["under_triage_rate"] > 0
+    table = run(["eval", "triage", str(cases)], b"", tmp_path).stdout
+    assert "Exact accuracy         2/3" in table and "Confusion" in table
+
+
+def test_eval_triage_refuses_a_malformed_file_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x", "expected": "purple"}\n')
+    out = run(["eval", "triage", str(bad)], b"", tmp_path)
+    assert out.returncode == 2 and "line 1" in out.stderr and "Traceback" not in out.stderr

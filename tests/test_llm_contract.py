@@ -80,6 +80,17 @@ class TestLLMBackendContract:
         assert verdict.level in ("emergency", "urgent", "routine", "self_care")
         assert len(verdict.reasons) <= 2
 
+    async def test_triage_classifier_gets_a_schema_valid_verdict(self, backend: LLMBackend) -> None:
+        # The real prompt through the real server: JSON-schema output parses (repair allowed).
+        from bot.config import REPO_ROOT
+        from bot.prompts import PromptLibrary
+        from bot.triage.classifier import TriageClassifier
+
+        classifier = TriageClassifier(backend, PromptLibrary(REPO_ROOT / "prompts"))
+        outcome = await classifier.classify(["I have had a runny nose for two days"], [])
+        assert outcome.result is not None, outcome.error
+        assert len(outcome.result.reasons) <= 4
+
 
 @pytest.fixture(params=["refused", "silent"])
 def broken_openai(request: pytest.FixtureRequest) -> Iterator[LLMBackend]:

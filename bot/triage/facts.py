@@ -90,7 +90,7 @@ _TODAY = re.compile(
 _AGE_EN = re.compile(
     rf"\b{_NUM}[\s-]*(year|yr|month|week|day)s?[\s-]*old\b|\baged?\s+(\d+)\b|"
     r"\b(?:i'?m|i am|he'?s|she'?s|he is|she is)\s+(\d{1,3})\b"
-    r"(?!\s*(?:kg|lb|cm|%|weeks?\s+pregnant))",
+    r"(?!\s*(?:kg|lb|cm|%|[\s-]*(?:years?|yrs?|months?|weeks?|days?)\b))",
     re.IGNORECASE,
 )
 _AGE_ZH = re.compile(r"(\d+)\s*(岁|个月大|个月的|周大)")
@@ -251,6 +251,8 @@ def extract_facts(texts: Iterable[str]) -> PatientFacts:
     elif _PREGNANT.search(text):
         pregnant = True
     age = _age(text)
+    # Vital signs are numbers: most patient messages have none, so skip those patterns.
+    numeric = any(ch.isdigit() for ch in text)
     return PatientFacts(
         age_years=age if age is not None else _age_guess(text),
         age_stated=age is not None,
@@ -263,5 +265,7 @@ def extract_facts(texts: Iterable[str]) -> PatientFacts:
             systolic_bp=_first_number(_BP, text),
             spo2=_first_number(_SPO2, text),
             temperature_c=_temperature(text),
-        ),
+        )
+        if numeric
+        else VitalSigns(),
     )

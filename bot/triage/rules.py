@@ -140,7 +140,7 @@ def _normalise(text: str) -> str:
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
     # A hard-wrapped line ("he\ndenies fever") continues its sentence; blank lines still break.
     text = _WRAPPED.sub(" ", text)
-    return _REPEATS.sub(r"\1\1", text).lower()
+    return _REPEATS.sub(r"\1", text).lower()  # "caaant" -> "cant"
 
 
 class TriageRules:

@@ -1,0 +1,139 @@
+"""Triage in the conversation: follow-up questions, per-level advice, escalation, locale."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from sqlmodel import Session, select
+
+from bot.models import IncomingMessage, TriageLevel
+from bot.storage.tables import Escalation, Message
+from tests.conftest import RuntimeFactory
+from tests.fakes import scripted
+
+GROUNDED = "See a doctor if the fever lasts more than three days [1]."
+
+
+def msg(text: str, chat: str = "flow", language: str | None = None) -> IncomingMessage:
+    return IncomingMessage(
+        channel="test",
+        chat_id=chat,
+        user_id=f"u-{chat}",
+        message_id=uuid.uuid4().hex,
+        text=text,
+        consent=True,
+        language=language,
+    )
+
+
+def escalations(runtime) -> list[Escalation]:  # type: ignore[no-untyped-def]
+    with Session(runtime.storage.engine) as s:
+        return list(s.exec(select(Escalation)).all())
+
+
+async def test_two_rounds_of_questions_at_most_then_the_held_question_is_answered(
+    make_runtime: RuntimeFactory,
+) -> None:
+    llm = scripted(GROUNDED)
+    rt = await make_runtime(llm, triage_followup_rounds=2)
+    first = await rt.engine.handle(msg("I have a fever, what can I do?"))
+    assert first.kind == "followup" and first.level is TriageLevel.SELF_CARE
+    assert "How old are you" in first.text and "How long" in first.text
+    assert llm.model.prompts == []  # type: ignore[attr-defined]  (no answer before deciding)
+    second = await rt.engine.handle(msg("not sure"))  # answers nothing: one more round
+    assert second.kind == "followup"
+    assert "How old are you" not in second.text  # never the same question twice
+    third = await rt.engine.handle(msg("still not sure"))
+    assert third.kind == "answer" and "[1] Fever in adults" in third.text
+    # The question answered is the one the patient asked first, not "still not sure".
+    prompt = llm.model.prompts[-1][-1].content  # type: ignore[attr-defined]
+    assert "I have a fever, what can I do?" in prompt
+
+
+async def test_answers_to_questions_can_raise_the_level(make_runtime: RuntimeFactory) -> None:
+    rt = await make_runtime(scripted(GROUNDED), triage_followup_rounds=2)
+    first = await rt.engine.handle(msg("my baby has a fever", chat="baby"))
+    assert first.kind == "followup" and "How old" in first.text
+    second = await rt.engine.handle(msg("she is 6 weeks old", chat="baby"))
+    assert second.kind == "emergency" and second.level is TriageLevel.EMERGENCY
+    assert any(h.rule_id == "EM-INFANT-FEVER" for h in second.red_flags)
+
+
+async def test_facts_given_up_front_skip_the_questions(make_runtime: RuntimeFactory) -> None:
+    rt = await make_runtime(scripted(GROUNDED), triage_followup_rounds=2)
+    reply = await rt.engine.handle(
+        msg("I'm 34, mild fever of 38.2 since yesterday, breathing is fine. What can I do?")
+    )
+    assert reply.kind == "answer" and reply.level is TriageLevel.SELF_CARE
+    assert reply.text.startswith("🟢") and "call 112" in reply.text  # when to seek help
+
+
+async def test_urgent_gets_advice_and_a_doctors_queue_case_at_once(
+    make_runtime: RuntimeFactory,
+) -> None:
+    rt = await make_runtime(scripted(GROUNDED), triage_followup_rounds=2)
+    reply = await rt.engine.handle(msg("my calf is swollen and painful on one side", chat="dvt"))
+    assert reply.level is TriageLevel.URGENT
+    assert "see a doctor today" in reply.text and "doctors' queue" in reply.text
+    (case,) = escalations(rt)
+    assert case.level == "urgent" and "UR-LEG-CLOT" in case.reasons
+    await rt.engine.handle(msg("it started two days ago", chat="dvt"))
+    assert len(escalations(rt)) == 1  # one case per conversation, not one per message
+
+
+async def test_routine_and_stored_triage_record(make_runtime: RuntimeFactory) -> None:
+    rt = await make_runtime(scripted(GROUNDED))
+    reply = await rt.engine.handle(msg("I have had a cough for 5 weeks, I'm 40", chat="cough"))
+    assert reply.level is TriageLevel.ROUTINE and "RT-PERSISTENT-COUGH" in json.dumps(reply.triage)
+    with Session(rt.storage.engine) as s:
+        stored = s.exec(select(Message).where(Message.direction == "out")).all()[-1]
+    meta = stored.meta if isinstance(stored.meta, dict) else json.loads(stored.meta)
+    assert meta["triage"]["level"] == "routine" and meta["triage"]["decided_by"] == "rules"
+
+
+async def test_general_question_about_red_flags_is_answered_not_escalated(
+    make_runtime: RuntimeFactory,
+) -> None:
+    rt = await make_runtime(scripted(GROUNDED))
+    reply = await rt.engine.handle(msg("What are the signs of a stroke?", chat="info"))
+    assert reply.kind == "answer" and reply.level is None
+    assert "If someone has these signs right now, call 112" in reply.text
+    assert escalations(rt) == []
+    # The same words about a real person now are an emergency.
+    real = await rt.engine.handle(msg("my father can't speak properly", chat="info2"))
+    assert real.kind == "emergency"
+
+
+async def test_emergency_number_follows_the_patient_locale(make_runtime: RuntimeFactory) -> None:
+    rt = await make_runtime(scripted(GROUNDED), emergency_numbers={"zh": "120", "en-GB": "999"})
+    uk = await rt.engine.handle(msg("I can't breathe", chat="uk", language="en-GB"))
+    assert "Call 999 now" in uk.text
+    cn = await rt.engine.handle(msg("我喘不过气", chat="cn", language="zh-hans"))
+    assert "120" in cn.text
+    elsewhere = await rt.engine.handle(msg("I can't breathe", chat="us", language="en-US"))
+    assert "Call 112 now" in elsewhere.text  # no entry: the default number
+
+
+async def test_model_vote_raise_lets_the_model_escalate_but_never_lower(
+    make_runtime: RuntimeFactory,
+) -> None:
+    verdict = json.dumps({"level": "urgent", "reasons": ["worried"], "missing": []})
+    rt = await make_runtime(scripted(verdict, GROUNDED), triage_model_vote="raise")
+    reply = await rt.engine.handle(msg("I'm 30, mild runny nose since yesterday", chat="m"))
+    assert reply.level is TriageLevel.URGENT and reply.triage is not None
+    assert reply.triage["decided_by"] == "model"
+    low = json.dumps({"level": "self_care", "reasons": [], "missing": []})
+    rt2 = await make_runtime(scripted(low, GROUNDED), triage_model_vote="raise")
+    urgent = await rt2.engine.handle(msg("I'm 30, chest pain since this morning", chat="m2"))
+    assert urgent.level is TriageLevel.URGENT  # the model said self_care: ignored
+
+
+async def test_model_vote_advise_records_but_does_not_move_the_level(
+    make_runtime: RuntimeFactory,
+) -> None:
+    verdict = json.dumps({"level": "emergency", "reasons": ["x"], "missing": []})
+    rt = await make_runtime(scripted(verdict, GROUNDED), triage_model_vote="advise")
+    reply = await rt.engine.handle(msg("I'm 30, mild runny nose since yesterday", chat="a"))
+    assert reply.kind == "answer" and reply.level is TriageLevel.SELF_CARE
+    assert reply.triage is not None and reply.triage["model_level"] == "emergency"
