@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -109,7 +109,7 @@ eval_app = typer.Typer(help="Measure CareBot on evaluation data (results as a ta
 app.add_typer(eval_app, name="eval")
 
 
-class TriageMode(str, Enum):
+class TriageMode(StrEnum):
     """What `carebot eval triage` runs."""
 
     rules = "rules"
