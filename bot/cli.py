@@ -36,6 +36,8 @@ def _settings() -> Settings:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic announces each of its plugins at INFO on import: noise in every command's output.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     return settings
 
 
