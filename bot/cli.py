@@ -1,4 +1,4 @@
-"""The `carebot` command line: chat, serve, check, triage, eval."""
+"""The `carebot` command line: chat, serve, check, triage, ingest, index, ask, eval."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
+from bot.guideline_commands import register as register_guideline_commands
 
 if TYPE_CHECKING:
     from bot.llm.base import LLMBackend
@@ -208,6 +209,9 @@ async def _evaluate(settings: Settings, cases: list[EvalCase], mode: TriageMode)
     finally:
         if llm is not None:
             await llm.aclose()
+
+
+register_guideline_commands(app, eval_app)
 
 
 def main() -> None:

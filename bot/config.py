@@ -39,7 +39,37 @@ class Settings(BaseSettings):
     )
     session_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="Session memory TTL.")
     history_turns: int = Field(default=20, ge=2, le=500, description="Turns kept in memory.")
-    chroma_url: str | None = Field(default=None, description="Chroma server (guideline index).")
+    chroma_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CHROMA_URL", "CAREBOT_CHROMA_URL"),
+        description="Chroma server for the guideline index; unset = embedded in the data folder.",
+    )
+    index_dir: Path | None = Field(
+        default=None, description="Folder of the guideline index; default: data folder/index."
+    )
+    guideline_paths: list[Path] = Field(
+        default_factory=list,
+        description='Extra guideline files or folders ingested at start, JSON: ["/srv/guides"].',
+    )
+    ingest_on_start: bool = Field(
+        default=True, description="Ingest the bundled pack and guideline paths at start."
+    )
+    ingest_max_file_mb: int = Field(default=200, ge=1, le=4096, description="Largest file.")
+    chunk_max_chars: int = Field(default=1200, ge=200, le=20000, description="Chunk size bound.")
+    chunk_overlap: int = Field(default=200, ge=0, le=2000, description="Chunk overlap (chars).")
+    embedding_model_path: Path | None = Field(
+        default=None, description="Sentence-transformers folder; default: the packaged MiniLM."
+    )
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024, description="Texts per batch.")
+    embedding_precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="auto = bfloat16 where the CPU supports it."
+    )
+    retrieval_k: int = Field(default=3, ge=1, le=10, description="Passages per answer.")
+    retrieval_candidates: int = Field(default=30, ge=5, le=500, description="Per retriever.")
+    retrieval_min_similarity: float = Field(
+        default=0.35, ge=0.0, le=1.0, description="Below this, 'no relevant guideline'."
+    )
+    retrieval_mmr: bool = Field(default=True, description="Prefer passages from other sections.")
     prompts_dir: Path = Field(default=REPO_ROOT / "prompts", description="Prompt templates.")
 
     # --- LLM ---------------------------------------------------------------------------------
@@ -107,6 +137,11 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @property
+    def guideline_index_dir(self) -> Path:
+        """Return the folder of the guideline index."""
+        return self.index_dir or self.data_dir / "index"
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from bot.triage.classifier import TriageClassifier
 from bot.triage.rules import TriageRules
 from bot.triage.service import ModelVote, TriageService
 from rag.answer import GuidelineAnswerer
-from rag.lexical import BM25Index
-from rag.pages import load_folder
+from rag.errors import IndexUnavailable
+from rag.library import GuidelineLibrary
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,25 @@ def build_sessions(settings: Settings) -> SessionStore:
     return InMemorySessionStore(settings.session_ttl_s, settings.history_turns)
 
 
+def open_guidelines(settings: Settings) -> GuidelineLibrary:
+    """Open the guideline index and bring the start-up guidelines up to date in it."""
+    library = GuidelineLibrary.open(settings)
+    if settings.ingest_on_start:
+        try:
+            report = library.ingest(library.start_up_paths())
+        except IndexUnavailable as exc:
+            # Serve anyway: emergencies need no index, and answers say no guideline was found.
+            logger.error("guidelines could not be ingested (%s)", exc)
+        else:
+            for failed in (f for f in report.files if f.status == "failed"):
+                logger.warning("guideline %s skipped: %s", failed.path, failed.reason)
+    try:
+        library.embedder.warm_up()
+    except IndexUnavailable as exc:
+        logger.error("the embedding model could not be loaded (%s)", exc)
+    return library
+
+
 def build_triage(
     settings: Settings,
     llm: LLMBackend | None,
@@ -87,7 +107,10 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     except LLMUnavailable as exc:
         # Serve anyway: emergencies need no model, and answers fall back to quoted guidelines.
         logger.error("the LLM could not be prepared (%s); answers will quote guidelines", exc)
-    answerer = GuidelineAnswerer(BM25Index(load_folder()), llm, prompts)
+    library = await asyncio.to_thread(open_guidelines, settings)
+    answerer = GuidelineAnswerer(
+        library.retriever, llm, prompts, k=settings.retrieval_k, mmr=settings.retrieval_mmr
+    )
     engine = ConversationEngine(
         storage,
         sessions,

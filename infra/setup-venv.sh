@@ -18,6 +18,13 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip wheel 2>&1 | grep -v "^WARNING: Location" || true
 
+# PyTorch (for the embedding model): pin the CPU build where one is on hand; a plain
+# "torch" from PyPI is a multi-GB CUDA build. Override with TORCH_SPEC if you need another.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "==> installing PyTorch (${TORCH_SPEC:-torch==2.13.0}) for the embedding model"
+  .venv/bin/python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}" 2>&1 \
+    | grep -v "^WARNING: Location" || true
+fi
 if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   echo "==> installing CareBot; the first time this compiles llama.cpp (about 8 minutes on 2 cores)"
 fi

@@ -1,13 +1,13 @@
-"""A small BM25 index over passages: English words and Chinese character bigrams."""
+"""The lexical side of retrieval: BM25 (bm25s) over English stems and Chinese bigrams."""
 
 from __future__ import annotations
 
-import math
+import json
 import re
-from collections import Counter
-from dataclasses import dataclass
+from pathlib import Path
 
-from rag.pages import Passage
+import bm25s
+import numpy as np
 
 _TOKEN = re.compile(r"[a-z0-9]+|[\u3400-\u9fff]+")
 _STOP = frozenset(
@@ -92,53 +92,58 @@ def tokenize(text: str) -> list[str]:
     return terms
 
 
-@dataclass(frozen=True)
-class Scored:
-    """A passage with its retrieval score."""
+class LexicalIndex:
+    """BM25 over chunk texts, saved beside the dense index and rebuilt when chunks change."""
 
-    passage: Passage
-    score: float
+    def __init__(self, ids: list[str], texts: list[str]) -> None:
+        self.ids = ids
+        self._bm25 = bm25s.BM25(k1=1.2, b=0.75)
+        tokens = [tokenize(t) or [""] for t in texts]
+        if ids:
+            self._bm25.index(tokens, show_progress=False)
+        self._vocab: dict[str, int] = dict(self._bm25.vocab_dict or {}) if ids else {}
 
+    def __len__(self) -> int:
+        return len(self.ids)
 
-class _Field:
-    """BM25 statistics of one text field across all passages."""
+    def search(
+        self, query: str, k: int, allowed: set[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """Return up to `k` (chunk id, BM25 score) pairs, best first; zero scores dropped."""
+        terms = [t for t in dict.fromkeys(tokenize(query)) if t in self._vocab]
+        if not terms or not self.ids:
+            return []
+        mask = None
+        if allowed is not None:
+            mask = np.array([i in allowed for i in self.ids], dtype=np.float32)
+        docs, scores = self._bm25.retrieve(
+            [terms], k=min(k, len(self.ids)), show_progress=False, weight_mask=mask, n_threads=1
+        )
+        return [
+            (self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0
+        ]
 
-    def __init__(self, texts: list[str], k1: float, b: float) -> None:
-        self.k1, self.b = k1, b
-        self.tf = [Counter(tokenize(t)) for t in texts]
-        self.len = [sum(tf.values()) for tf in self.tf]
-        self.avg = (sum(self.len) / len(self.len)) if self.len else 0.0
-        df: Counter[str] = Counter(t for tf in self.tf for t in tf)
-        n = len(texts)
-        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+    def save(self, folder: Path, generation: str) -> None:
+        """Write the index and the generation (a digest of the chunk ids) it was built from."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.ids:
+            self._bm25.save(str(folder / "bm25"))
+        (folder / "ids.json").write_text(
+            json.dumps({"generation": generation, "ids": self.ids}), encoding="utf-8"
+        )
 
-    def score(self, i: int, terms: set[str]) -> float:
-        tf, total = self.tf[i], 0.0
-        for term in terms & tf.keys():
-            f = tf[term]
-            norm = f + self.k1 * (1 - self.b + self.b * self.len[i] / max(self.avg, 1e-9))
-            total += self.idf[term] * f * (self.k1 + 1) / norm
-        return total
-
-
-class BM25Index:
-    """BM25 over passage text plus a weighted title field (titles name the topic)."""
-
-    def __init__(
-        self, passages: list[Passage], k1: float = 1.5, b: float = 0.75, title_weight: float = 2.0
-    ) -> None:
-        self.passages = passages
-        self.title_weight = title_weight
-        self._body = _Field([f"{p.section} {p.text}" for p in passages], k1, b)
-        self._title = _Field([p.title for p in passages], k1, b)
-
-    def search(self, query: str, k: int = 4) -> list[Scored]:
-        """Return the `k` best passages for `query`, best first (zero scores dropped)."""
-        terms = set(tokenize(query))
-        scored = []
-        for i, passage in enumerate(self.passages):
-            score = self._body.score(i, terms) + self.title_weight * self._title.score(i, terms)
-            if score > 0:
-                scored.append(Scored(passage, score))
-        scored.sort(key=lambda s: -s.score)
-        return scored[:k]
+    @classmethod
+    def load(cls, folder: Path, generation: str) -> LexicalIndex | None:
+        """Return the saved index if it was built from `generation`, else None."""
+        try:
+            saved = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+            if saved.get("generation") != generation:
+                return None
+            index = cls([], [])
+            index.ids = list(saved["ids"])
+            if index.ids:
+                index._bm25 = bm25s.BM25.load(str(folder / "bm25"))
+                index._vocab = dict(index._bm25.vocab_dict or {})
+            return index
+        except (OSError, ValueError, KeyError):
+            return None

@@ -14,6 +14,7 @@ import pytest
 from bot.config import Settings, load_settings
 from bot.llm.base import LLMBackend
 from bot.runtime import Runtime, build_runtime
+from rag.library import GuidelineLibrary
 from tests.fakes import scripted
 from tests.servers import RedisServer
 
@@ -64,13 +65,24 @@ def settings(tmp_path: Path) -> Settings:
 RuntimeFactory = Callable[..., Awaitable[Runtime]]
 
 
+@pytest.fixture(scope="session")
+def guideline_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled pack, embedded and indexed once for the session (runtimes share it)."""
+    folder = tmp_path_factory.mktemp("guideline-index")
+    library = GuidelineLibrary.open(load_settings(data_dir=folder), index_dir=folder)
+    report = library.ingest(library.start_up_paths())
+    assert report.count("failed") == 0, report.files
+    return folder
+
+
 @pytest.fixture
-async def make_runtime(tmp_path: Path) -> AsyncIterator[RuntimeFactory]:
+async def make_runtime(tmp_path: Path, guideline_index_dir: Path) -> AsyncIterator[RuntimeFactory]:
     """Build runtimes on a fresh data folder; each is closed after the test."""
     made: list[Runtime] = []
 
     async def build(llm: LLMBackend | None = None, **overrides: Any) -> Runtime:
         overrides.setdefault("data_dir", tmp_path / "data")
+        overrides.setdefault("index_dir", guideline_index_dir)
         # Tests of storage, memory, consent and answers want the answer at once; the
         # follow-up questions have their own tests (tests/test_triage_flow.py).
         overrides.setdefault("triage_followup_rounds", 0)

@@ -13,13 +13,20 @@ import pytest
 from tests.servers import free_port
 
 CAREBOT = [sys.executable, "-m", "bot.cli"]
+_SHARED: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _shared_index(guideline_index_dir: Path) -> None:
+    # Each command would otherwise embed the bundled pack again (seconds per test).
+    _SHARED["CAREBOT_INDEX_DIR"] = str(guideline_index_dir)
 
 
 def run(
     args: list[str], stdin: bytes, tmp_path: Path, **env: str
 ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
-    clean.update({"CAREBOT_DATA_DIR": str(tmp_path / "data"), **env})
+    clean.update({"CAREBOT_DATA_DIR": str(tmp_path / "data"), **_SHARED, **env})
     proc = subprocess.run(
         CAREBOT + args,
         input=stdin,

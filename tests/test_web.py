@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,11 +18,15 @@ from tests.servers import free_port, wait_for_port
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory, guideline_index_dir: Path) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("web")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
-    env.update(CAREBOT_DATA_DIR=str(tmp / "data"), CAREBOT_WEB_PORT=str(port))
+    env.update(
+        CAREBOT_DATA_DIR=str(tmp / "data"),
+        CAREBOT_INDEX_DIR=str(guideline_index_dir),
+        CAREBOT_WEB_PORT=str(port),
+    )
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve"],
