@@ -37,14 +37,16 @@ lint: $(VENV)/.dev-installed ## ruff and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 
-eval: $(VENV)/.dev-installed ## triage evaluation on the Semigran vignettes (rules, then full)
+eval: $(VENV)/.dev-installed ## triage (Semigran, rules then full) and retrieval (MedQuAD, 1,000 questions)
 	@$(PY) -m bot.cli eval triage ../shared/data/triage/semigran45.jsonl --mode rules
 	@$(PY) -m bot.cli eval triage ../shared/data/triage/semigran45.jsonl --mode full
+	@$(PY) -m bot.cli eval retrieval --medquad ../shared/data/medquad --sample 1000
 
 bench: $(VENV)/.dev-installed ## run the benchmarks and print their tables
 	@$(PY) -m bench.engine_overhead
 	@$(PY) -m bench.llm_speed
 	@$(PY) -m bench.triage_latency
+	@$(PY) -m bench.answer_path
 
 clean: ## remove the virtual environment and local data
 	rm -rf $(VENV) data

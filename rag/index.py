@@ -263,20 +263,14 @@ class GuidelineIndex:
         if n == 0:
             return []
         got = self._collection.query(
-            query_embeddings=[vector],
-            n_results=n,
-            where=where,
-            include=["documents", "metadatas", "distances"],
+            query_embeddings=[vector], n_results=n, where=where, include=["distances"]
         )
+        # Chunk texts come from memory (loaded with the BM25 index): half the query time.
+        self.lexical()
         return [
-            DenseHit(chunk=Chunk.from_stored(cid, text or "", meta), similarity=1.0 - float(dist))
-            for cid, text, meta, dist in zip(
-                got["ids"][0],
-                got["documents"][0],
-                got["metadatas"][0],
-                got["distances"][0],
-                strict=True,
-            )
+            DenseHit(chunk=self._chunks[cid], similarity=1.0 - float(dist))
+            for cid, dist in zip(got["ids"][0], got["distances"][0], strict=True)
+            if cid in self._chunks
         ]
 
     @_translated

@@ -167,3 +167,34 @@ def test_eval_triage_refuses_a_malformed_file_clearly(tmp_path: Path) -> None:
     bad.write_text('{"text": "x", "expected": "purple"}\n')
     out = run(["eval", "triage", str(bad)], b"", tmp_path)
     assert out.returncode == 2 and "line 1" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.embedded_llm
+def test_ingest_stats_ask_and_drop(tmp_path: Path) -> None:
+    guides = tmp_path / "guides"
+    guides.mkdir()
+    (guides / "hiccups.md").write_text(
+        "# Hiccups\n\nHiccups usually stop by themselves within a few minutes.\n\n"
+        "## What you can do\n- Sip cold water slowly.\n- Hold your breath for a short time.\n"
+    )
+    (guides / "empty.txt").write_text("")
+    own = {"CAREBOT_INDEX_DIR": str(tmp_path / "index"), "CAREBOT_INGEST_ON_START": "false"}
+    out = run(["ingest", str(guides)], b"", tmp_path, **own)
+    assert out.returncode == 0, out.stderr
+    assert "added 1" in out.stdout and "failed 1" in out.stdout
+    assert "empty.txt: empty file" in out.stdout
+
+    stats = json.loads(run(["index", "stats", "--json"], b"", tmp_path, **own).stdout)
+    assert stats["documents"] == 1 and stats["chunks"] >= 1
+
+    out = run(["ask", "how do I stop hiccups?", "--json"], b"", tmp_path, **own)
+    answer = json.loads(out.stdout)
+    assert answer["found"] and answer["citations"][0]["title"] == "Hiccups"
+    assert answer["hits"][0]["similarity"] > 0.35
+
+    out = run(["ask", "what is the capital of France?"], b"", tmp_path, **own)
+    assert "No relevant guideline found." in out.stdout
+
+    assert run(["index", "drop", "--yes"], b"", tmp_path, **own).returncode == 0
+    stats = json.loads(run(["index", "stats", "--json"], b"", tmp_path, **own).stdout)
+    assert stats["documents"] == 0
