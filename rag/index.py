@@ -108,6 +108,8 @@ class GuidelineIndex:
         self._collection = self._open()
         self._lexical: LexicalIndex | None = None
         self._chunks: dict[str, Chunk] = {}
+        # Every patient answer filters by language: keep each filter's id set until a change.
+        self._filtered: dict[tuple[str | None, tuple[str, ...]], frozenset[str]] = {}
 
     def _open(self) -> Any:
         try:
@@ -225,7 +227,7 @@ class GuidelineIndex:
                 lexical.save(folder, generation)
             except OSError as exc:  # a read-only data folder still serves from memory
                 logger.warning("cannot save the lexical index: %s", exc)
-        self._lexical, self._chunks = lexical, chunks
+        self._lexical, self._chunks, self._filtered = lexical, chunks, {}
         return lexical
 
     def chunk(self, chunk_id: str) -> Chunk:
@@ -233,16 +235,20 @@ class GuidelineIndex:
         self.lexical()
         return self._chunks[chunk_id]
 
-    def chunk_ids(self, language: str | None, sources: list[str] | None) -> set[str] | None:
+    def chunk_ids(self, language: str | None, sources: list[str] | None) -> frozenset[str] | None:
         """Return the ids passing the filters, or None when there is no filter."""
         if language is None and not sources:
             return None
         self.lexical()
-        return {
-            cid
-            for cid, c in self._chunks.items()
-            if (language is None or c.language == language) and (not sources or c.source in sources)
-        }
+        key = (language, tuple(sorted(sources or ())))
+        if key not in self._filtered:
+            self._filtered[key] = frozenset(
+                cid
+                for cid, c in self._chunks.items()
+                if (language is None or c.language == language)
+                and (not sources or c.source in sources)
+            )
+        return self._filtered[key]
 
     @_translated
     def dense(

@@ -102,26 +102,38 @@ class LexicalIndex:
         if ids:
             self._bm25.index(tokens, show_progress=False)
         self._vocab: dict[str, int] = dict(self._bm25.vocab_dict or {}) if ids else {}
+        self._masks: dict[frozenset[str], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def search(
-        self, query: str, k: int, allowed: set[str] | None = None
+        self, query: str, k: int, allowed: frozenset[str] | None = None
     ) -> list[tuple[str, float]]:
         """Return up to `k` (chunk id, BM25 score) pairs, best first; zero scores dropped."""
         terms = [t for t in dict.fromkeys(tokenize(query)) if t in self._vocab]
         if not terms or not self.ids:
             return []
-        mask = None
-        if allowed is not None:
-            mask = np.array([i in allowed for i in self.ids], dtype=np.float32)
         docs, scores = self._bm25.retrieve(
-            [terms], k=min(k, len(self.ids)), show_progress=False, weight_mask=mask, n_threads=1
+            [terms],
+            k=min(k, len(self.ids)),
+            show_progress=False,
+            weight_mask=self._mask(allowed),
+            n_threads=1,
         )
         return [
             (self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0
         ]
+
+    def _mask(self, allowed: frozenset[str] | None) -> np.ndarray | None:
+        """Return the 0/1 weight per chunk for a filter, kept for the next query with it."""
+        if allowed is None:
+            return None
+        if allowed not in self._masks:
+            if len(self._masks) >= 16:  # a few languages and source sets in practice
+                self._masks.clear()
+            self._masks[allowed] = np.array([i in allowed for i in self.ids], dtype=np.float32)
+        return self._masks[allowed]
 
     def save(self, folder: Path, generation: str) -> None:
         """Write the index and the generation (a digest of the chunk ids) it was built from."""

@@ -1,4 +1,4 @@
-"""Real servers on loopback for tests: redis-server, and a socket that never answers."""
+"""Real servers on loopback for tests: redis-server, Chroma, a socket that never answers."""
 
 from __future__ import annotations
 
@@ -60,6 +60,39 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class ChromaServer:
+    """A throwaway `chroma run` server (the one a clinic points CHROMA_URL at)."""
+
+    def __init__(self, workdir: Path, binary: Path) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                str(binary),
+                "run",
+                "--path",
+                str(workdir / "chroma-server"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        if not wait_for_port(self.port, 30):
+            self.stop()
+            raise RuntimeError("chroma run did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:

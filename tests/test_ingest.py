@@ -8,6 +8,7 @@ import pytest
 
 from bot.config import load_settings
 from rag.library import GuidelineLibrary
+from tests.pdf_maker import make_pdf
 
 PAGE = """---
 title: Hiccups
@@ -129,3 +130,27 @@ def test_chinese_question_against_english_index_gets_no_passages(
     library.ingest([page])
     assert library.retriever.search("打嗝怎么办", language="zh").hits == []
     assert library.retriever.search("how do I stop hiccups", language="en").relevant
+
+
+def test_a_fifty_megabyte_pdf_is_ingested_with_page_numbers(tmp_path: Path) -> None:
+    pages = [
+        "Hiccups\nSip cold water slowly or hold your breath for a short time.",
+        "See a doctor if\nHiccups last more than two days or stop you eating.",
+    ]
+    pdf = tmp_path / "hiccups.pdf"
+    pdf.write_bytes(make_pdf(pages, title="Hiccups leaflet", big_image_bytes=50 * 1024 * 1024))
+    assert pdf.stat().st_size > 50 * 1024 * 1024
+    settings = load_settings(data_dir=tmp_path)
+    library = GuidelineLibrary.open(settings, index_dir=tmp_path / "index")
+    report = library.ingest([pdf])
+    assert [f.status for f in report.files] == ["added"], report.files
+    # The image page has no text: it is skipped, the text pages are indexed with their pages.
+    hits = library.retriever.search("hiccups that last more than two days", k=3).hits
+    assert hits and hits[0].chunk.title == "Hiccups leaflet"
+    assert {h.chunk.page for h in hits} <= {1, 2} and 2 in {h.chunk.page for h in hits}
+
+    small = GuidelineLibrary.open(
+        load_settings(data_dir=tmp_path, ingest_max_file_mb=10), index_dir=tmp_path / "small"
+    )
+    refused = small.ingest([pdf]).files[0]
+    assert refused.status == "failed" and "too large" in (refused.reason or "")
