@@ -66,10 +66,9 @@ def main() -> None:
     ]
     pool = [q for q, _ in medquad_questions(args.medquad)] if args.medquad.is_dir() else []
     rng = random.Random(args.seed)
-    half = args.n // 2
-    questions = rng.sample(own, min(half, len(own))) + rng.sample(
-        pool, min(args.n - half, len(pool))
-    )
+    mine = rng.sample(own, min(args.n // 2, len(own)))
+    # MedQuAD fills the rest, so the run has N questions even when the pack has fewer topics.
+    questions = mine + rng.sample(pool, min(args.n - len(mine), len(pool)))
     result = asyncio.run(run(questions))
     if args.json:
         print(json.dumps(result, indent=2))

@@ -136,7 +136,7 @@ def triage(
 
 
 async def _triage_once(settings: Settings, text: str, model: bool) -> TriageResult:
-    from bot.engine import detect_language
+    from bot.replies import detect_language
 
     service, llm = await _triage_service(settings, model)
     try:
@@ -189,7 +189,7 @@ def eval_triage(
 
 
 async def _evaluate(settings: Settings, cases: list[EvalCase], mode: TriageMode) -> EvalReport:
-    from bot.engine import detect_language
+    from bot.replies import detect_language
     from bot.triage.evaluate import Prediction, evaluate
 
     service, llm = await _triage_service(settings, mode is TriageMode.full)

@@ -112,6 +112,32 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("TELEGRAM_API_BASE_URL", "CAREBOT_TELEGRAM_API_BASE_URL"),
     )
+    telegram_webhook_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_URL", "CAREBOT_TELEGRAM_WEBHOOK_URL"),
+        description="Public HTTPS URL Telegram posts updates to; unset: long polling.",
+    )
+    telegram_webhook_listen: str = Field(
+        default="127.0.0.1:8443",
+        pattern=r"^[^\s:]+:[0-9]{1,5}$",
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_LISTEN", "CAREBOT_TELEGRAM_WEBHOOK_LISTEN"),
+        description="host:port the webhook server listens on (behind your HTTPS proxy).",
+    )
+    telegram_webhook_secret: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,256}$",
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET", "CAREBOT_TELEGRAM_WEBHOOK_SECRET"),
+        description="Bot API secret_token checked on every webhook request; unset: random.",
+    )
+    telegram_edit_interval_s: float = Field(
+        default=1.0, ge=0.0, le=60.0, description="Least time between edits of a streamed reply."
+    )
+    telegram_rate_limit_messages: int = Field(
+        default=8, ge=1, le=1000, description="Messages a chat may send per rate-limit window."
+    )
+    telegram_rate_limit_window_s: float = Field(
+        default=10.0, gt=0, le=3600, description="The rate-limit window."
+    )
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -124,7 +150,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{locale}: {number!r} is not a phone number")
         return {locale.lower(): number for locale, number in value.items()}
 
-    @field_validator("llm_base_url", "chroma_url", "telegram_api_base_url")
+    @field_validator("llm_base_url", "chroma_url", "telegram_api_base_url", "telegram_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
-import unicodedata
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.errors import MemoryUnavailable, StorageUnavailable
@@ -15,84 +12,24 @@ from bot.locks import ChatLocks
 from bot.memory.base import SessionState, SessionStore, Turn
 from bot.models import IncomingMessage, RedFlagHit, Reply, TriageLevel
 from bot.prompts import PromptLibrary
+from bot.replies import (
+    LOCALE,
+    EngineOptions,
+    ReplyWriter,
+    clean_text,
+    detect_language,
+    is_consent,
+)
 from bot.storage.repository import Storage, StoredIncoming
 from bot.triage.classifier import MissingFact
 from bot.triage.service import TriageResult, TriageService, is_general_question
-from rag.answer import Answer, GuidelineAnswerer, OnDelta
+from rag.answer import GuidelineAnswerer, OnDelta
 
 logger = logging.getLogger(__name__)
-# The locale of the message being handled: each channel request runs in its own task, so
-# concurrent chats never see each other's locale.
-_LOCALE: ContextVar[str | None] = ContextVar("carebot_locale", default=None)
-_CJK = re.compile(r"[\u3400-\u9fff]")
-_LATIN = re.compile(r"[A-Za-z]{2,}")
-_CONSENT_WORDS = frozenset(
-    {
-        "yes",
-        "y",
-        "yes please",
-        "yes i agree",
-        "i agree",
-        "agree",
-        "ok",
-        "okay",
-        "sure",
-        "i consent",
-        "consent",
-        "/consent",
-        "同意",
-        "我同意",
-        "是",
-        "好",
-        "好的",
-        "可以",
-    }
-)
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """The engine's share of the settings."""
-
-    emergency_number: str = "112"
-    emergency_numbers: dict[str, str] | None = None  # per locale ("zh", "en-gb")
-    default_language: str = "en"
-    max_followup_rounds: int = 2
-    max_questions_per_round: int = 3
-    max_message_chars: int = 4000
-    history_turns: int = 20
-
-
-def detect_language(text: str, fallback: str) -> str:
-    """Return "zh" for Chinese text, "en" for Latin-script words, else the fallback."""
-    if _CJK.search(text):
-        return "zh"
-    return "en" if _LATIN.search(text) else fallback
-
-
-def clean_text(text: str) -> str:
-    """Normalise Unicode and drop NULs and other control characters (keep newlines, tabs)."""
-    text = unicodedata.normalize("NFC", text)
-    return "".join(
-        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
-    )
-
-
-def _triage_record(triage: TriageResult) -> dict[str, Any]:
-    """Summarise a triage decision for the stored reply (rule ids and levels, no text)."""
-    return {
-        "level": triage.level.value,
-        "rule_level": triage.rule_level.value,
-        "decided_by": triage.decided_by,
-        "rules": [h.rule_id for h in triage.hits],
-        "model_level": triage.model.level.value if triage.model else None,
-        "model_error": triage.model_error,
-        "missing": [m.value for m in triage.missing],
-    }
-
-
-def _is_consent(text: str) -> bool:
-    return text.strip().lower().rstrip(".!。！") in _CONSENT_WORDS
+# A unit of work on a stored message: the reply (None: stay quiet), state and history.
+Outcome = tuple[Reply | None, SessionState, list[Turn]]
+Work = Callable[[IncomingMessage, StoredIncoming], Awaitable[Outcome]]
+LANGUAGES = ("en", "zh")
 
 
 class ConversationEngine:
@@ -111,28 +48,125 @@ class ConversationEngine:
         self.rules = triage.rules
         self.answerer, self.prompts = answerer, prompts
         self.options = options or EngineOptions()
-        self._locks = ChatLocks()
-
-    def emergency_number(self, *locales: str | None) -> str:
-        """Return the emergency number for the first locale configured ("en-GB", then "en")."""
-        numbers = self.options.emergency_numbers or {}
-        for locale in locales:
-            if locale:
-                tag = locale.lower().replace("_", "-")
-                for key in (tag, tag.split("-")[0]):
-                    if key in numbers:
-                        return numbers[key]
-        return self.options.emergency_number
+        self.writer = ReplyWriter(prompts, self.rules, self.options)
+        self.locks = ChatLocks()
 
     def _text(self, key: str, language: str, **values: object) -> str:
-        number = self.emergency_number(_LOCALE.get(), language)
-        return self.prompts.text(key, language, emergency_number=number, **values)
+        return self.writer.text(key, language, **values)
 
     async def handle(self, msg: IncomingMessage, on_delta: OnDelta | None = None) -> Reply:
         """Answer one incoming message; never raises, never stays silent."""
+
+        async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
+            return await self._process(m, stored, on_delta)
+
+        reply = await self._stored(msg, work)
+        assert reply is not None  # _process always answers
+        return reply
+
+    async def acknowledge(
+        self,
+        msg: IncomingMessage,
+        notice: str | None,
+        retriage_from: TriageLevel = TriageLevel.EMERGENCY,
+        **values: object,
+    ) -> Reply | None:
+        """Store a message the channel will not answer in full (a command, a photo, a flood).
+
+        Red flags in its text at `retriage_from` or above, not yet announced, send it through
+        the full path (an emergency is answered as one); otherwise the patient text `notice`
+        is the reply, or, when None, the message is kept without one.
+        """
+
+        async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
+            state, history = await self._recall(m, stored)
+            language = state.language or m.language or self.options.default_language
+            language = detect_language(m.text, language) if m.text.strip() else language
+            hits = self.rules.check([m.text], language) if m.text.strip() else []
+            if any(
+                h.level.rank >= retriage_from.rank and h.rule_id not in state.announced_flags
+                for h in hits
+            ):
+                return await self._process(m, stored, None)
+            if notice is None:
+                await self._quietly(self.storage.mark(stored.message_id, "noted"))
+                return None, state, history
+            return self.writer.notice(notice, language, **values), state, history
+
+        return await self._stored(msg, work)
+
+    async def consent(self, msg: IncomingMessage, agreed: bool) -> Reply:
+        """Record the patient's answer to the consent question (a button, not typed words)."""
+
+        async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
+            state, history = await self._recall(m, stored)
+            language = state.language or m.language or self.options.default_language
+            if not agreed:
+                return self.writer.notice("consent_declined", language), state, history
+            if state.consent:
+                return self.writer.notice("consent_thanks", language), state, history
+            # The typed "yes" path: records consent and answers any question held back.
+            said = "同意" if language == "zh" else "yes"
+            return await self._process(m.model_copy(update={"text": said}), stored, None)
+
+        reply = await self._stored(msg, work)
+        assert reply is not None
+        return reply
+
+    async def request_doctor(self, msg: IncomingMessage) -> Reply:
+        """Open a case for a person on the patient's request (after consent)."""
+
+        async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
+            state, history = await self._recall(m, stored)
+            language = state.language or m.language or self.options.default_language
+            if not state.consent:
+                return self.writer.notice("consent", language), state, history
+            already = state.escalation_id is not None
+            level = TriageLevel.ROUTINE
+            state.escalation_id = await self.storage.open_escalation(
+                stored, level, ["patient_request"], "patient"
+            )
+            key = "doctor_already_requested" if already else "doctor_requested"
+            return self.writer.notice(key, language), state, history
+
+        reply = await self._stored(msg, work)
+        assert reply is not None
+        return reply
+
+    async def set_language(self, msg: IncomingMessage, language: str) -> Reply:
+        """Remember the language the patient chose and answer in it."""
+
+        async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
+            state, history = await self._recall(m, stored)
+            state.language = language
+            await self.storage.set_language(stored.patient_id, language)
+            return self.writer.notice("language_set", language), state, history
+
+        reply = await self._stored(msg.model_copy(update={"language": language}), work)
+        assert reply is not None
+        return reply
+
+    async def forget(self, msg: IncomingMessage) -> Reply:
+        """Delete everything stored about the patient: database rows and session memory."""
+        language = msg.language or self.options.default_language
+        async with self.locks.hold(msg.chat_key):
+            try:
+                counts = await self.storage.forget_patient(msg.channel, msg.user_id)
+            except StorageUnavailable:
+                return Reply(text=self._text("forget_failed", language), kind="error")
+            try:
+                await self.sessions.forget(msg.chat_key)
+            except MemoryUnavailable:
+                # Session memory expires by itself (CAREBOT_SESSION_TTL_S); say so honestly.
+                logger.warning("forget: session memory unavailable; it will expire")
+            logger.info("forgot a patient: %s", counts)
+            return Reply(text=self._text("forgotten", language), kind="notice")
+
+    async def _stored(self, msg: IncomingMessage, work: Work) -> Reply | None:
+        """Store the message, run `work` on it in the chat's turn, store and return the reply."""
         msg = msg.model_copy(update={"text": clean_text(msg.text)})
-        async with self._locks.hold(msg.chat_key):
-            _LOCALE.set(msg.language)
+        async with self.locks.hold(msg.chat_key):
+            LOCALE.set(msg.language)
             try:
                 stored = await self.storage.record_incoming(msg)
             except StorageUnavailable:
@@ -141,7 +175,7 @@ class ConversationEngine:
                 return Reply(text=stored.previous_reply, kind="duplicate", duplicate=True)
             started = time.perf_counter()
             try:
-                reply, state, history = await self._process(msg, stored, on_delta)
+                reply, state, history = await work(msg, stored)
             except Exception as exc:  # the last line of defence: a calm reply, not silence
                 logger.error(
                     "processing failed: message=%s error=%s",
@@ -149,14 +183,16 @@ class ConversationEngine:
                     type(exc).__name__,
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
-                await self._quietly(self.storage.mark_failed(stored.message_id, type(exc).__name__))
+                await self._quietly(
+                    self.storage.mark(stored.message_id, "failed", type(exc).__name__)
+                )
                 return self._fallback(msg, "processing_failed")
             await self._finish(msg, stored, reply, state, history)
             logger.info(
-                "answered message=%s kind=%s level=%s in %.0f ms",
+                "handled message=%s kind=%s level=%s in %.0f ms",
                 stored.message_id,
-                reply.kind,
-                reply.level,
+                reply.kind if reply else "none",
+                reply.level if reply else None,
                 (time.perf_counter() - started) * 1000,
             )
             return reply
@@ -166,7 +202,7 @@ class ConversationEngine:
         language = detect_language(msg.text, self.options.default_language)
         hits = self.rules.check([msg.text], language)
         if self.rules.level(hits) is TriageLevel.EMERGENCY:
-            return self._emergency(hits, language)
+            return self.writer.emergency(hits, language)
         return Reply(text=self._text(text_key, language), kind="error")
 
     async def _recall(
@@ -207,9 +243,7 @@ class ConversationEngine:
         reply = await self._converse(msg, stored, state, history, language, patient_texts, on_delta)
         if emergencies:
             # Already warned: answer this message, but keep the warning in front of it.
-            explanation = " ".join(dict.fromkeys(h.explanation for h in emergencies))
-            reminder = self._text("emergency_reminder", language, explanation=explanation)
-            reply.text = f"{reminder}\n\n{reply.text}"
+            reply.text = f"{self.writer.reminder(emergencies, language)}\n\n{reply.text}"
             reply.level, reply.red_flags = TriageLevel.EMERGENCY, hits
         return reply, state, history
 
@@ -219,7 +253,7 @@ class ConversationEngine:
         emergencies = self.rules.emergencies(hits) or hits
         state.announced_flags = sorted({*state.announced_flags, *(h.rule_id for h in hits)})
         await self._escalate(stored, state, TriageLevel.EMERGENCY, [h.rule_id for h in emergencies])
-        return self._emergency(hits, language)
+        return self.writer.emergency(hits, language)
 
     async def _escalate(
         self, stored: StoredIncoming, state: SessionState, level: TriageLevel, reasons: list[str]
@@ -243,7 +277,7 @@ class ConversationEngine:
     ) -> Reply:
         """Consent, triage (with follow-up questions), then a guideline answer."""
         text = msg.text
-        said_yes = _is_consent(text)
+        said_yes = is_consent(text)
         if not state.consent and (msg.consent or said_yes):
             await self.storage.record_consent(stored.patient_id)
             state.consent = True
@@ -271,13 +305,13 @@ class ConversationEngine:
         questions = [] if general else self._next_questions(state, triage)
         if questions:
             state.pending_text = state.pending_text or text
-            return self._followup_reply(triage, questions, language)
+            return self.writer.followup(triage, questions, language)
 
         question = state.pending_text or text
         state.pending_text, state.followup_rounds = None, 0
         limit = self.options.max_message_chars
         answer = await self.answerer.answer(question[:limit], history, language, on_delta)
-        return self._answer_reply(
+        return self.writer.answer(
             answer, language, triage, truncated=len(question) > limit, general=general
         )
 
@@ -292,85 +326,21 @@ class ConversationEngine:
             state.asked_facts = [*state.asked_facts, *(m.value for m in chosen)]
         return chosen
 
-    def _followup_reply(
-        self, triage: TriageResult, questions: list[MissingFact], language: str
-    ) -> Reply:
-        asks = [f"• {self._text('question_' + q.value, language)}" for q in questions]
-        if triage.level is TriageLevel.URGENT:
-            # An urgent patient gets the advice now; the questions only help the doctor.
-            head = [
-                self._level_advice(triage, language),
-                self._text("followup_urgent_intro", language),
-            ]
-        else:
-            head = [self._text("followup_intro", language)]
-        return Reply(
-            text="\n\n".join(head) + "\n" + "\n".join(asks),
-            kind="followup",
-            level=triage.level,
-            red_flags=triage.hits,
-        )
-
-    def _level_advice(self, triage: TriageResult, language: str) -> str:
-        top = [h for h in triage.hits if h.level is triage.level]
-        explanation = " ".join(dict.fromkeys(h.explanation for h in top[:2]))
-        return self._text(f"advice_{triage.level.value}", language, explanation=explanation)
-
-    def _emergency(self, hits: list[RedFlagHit], language: str) -> Reply:
-        explanation = " ".join(
-            dict.fromkeys(h.explanation for h in self.rules.emergencies(hits) or hits)
-        )
-        return Reply(
-            text=self._text("emergency", language, explanation=explanation),
-            kind="emergency",
-            level=TriageLevel.EMERGENCY,
-            red_flags=hits,
-        )
-
-    def _answer_reply(
-        self,
-        answer: Answer,
-        language: str,
-        triage: TriageResult,
-        truncated: bool,
-        general: bool,
-    ) -> Reply:
-        parts = []
-        if truncated:
-            parts.append(self._text("too_long", language, limit=self.options.max_message_chars))
-        if general:
-            parts.append(self._text("general_question_note", language))
-        elif triage.level is not TriageLevel.EMERGENCY:  # emergencies carry their reminder
-            parts.append(self._level_advice(triage, language))
-        if not answer.found:
-            parts.append(self._text("no_guideline", language))
-        else:
-            parts.append(answer.text)
-            sources = [
-                f"[{c.number}] {c.title} - {c.section} ({c.source})" for c in answer.citations
-            ]
-            parts.append(self._text("sources_heading", language) + "\n" + "\n".join(sources))
-        parts.append(self._text("disclaimer", language))
-        return Reply(
-            text="\n\n".join(parts),
-            kind="answer",
-            level=None if general else triage.level,
-            red_flags=triage.hits,
-            citations=answer.citations,
-            grounded=answer.grounded if answer.found else None,
-            llm_error=answer.llm_error,
-            triage=_triage_record(triage),
-        )
-
     async def _finish(
         self,
         msg: IncomingMessage,
         stored: StoredIncoming,
-        reply: Reply,
+        reply: Reply | None,
         state: SessionState,
         history: list[Turn],
     ) -> None:
         """Store the reply and update memory; a failure here never takes the reply away."""
+        if reply is None:  # kept without a reply: only the patient's turn is remembered
+            await self._quietly(
+                self.sessions.append(msg.chat_key, Turn(role="patient", text=msg.text))
+            )
+            await self._quietly(self.sessions.set_state(msg.chat_key, state))
+            return
         meta: dict[str, Any] = {
             "level": reply.level,
             "triage": reply.triage,

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.config import Settings
-from bot.engine import ConversationEngine, EngineOptions
+from bot.engine import ConversationEngine
 from bot.errors import LLMUnavailable, MemoryUnavailable
 from bot.llm.base import LLMBackend
 from bot.llm.factory import build_llm
@@ -16,6 +16,7 @@ from bot.memory.base import SessionStore
 from bot.memory.inmemory import InMemorySessionStore
 from bot.memory.redis_store import RedisSessionStore
 from bot.prompts import PromptLibrary
+from bot.replies import EngineOptions
 from bot.storage.migrate import upgrade
 from bot.storage.repository import Storage, make_engine
 from bot.triage.classifier import TriageClassifier

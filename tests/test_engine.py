@@ -261,7 +261,7 @@ async def test_unexpected_failure_gets_a_calm_reply_and_keeps_the_message(
     assert reply.kind == "error" and "Your message is saved" in reply.text
     (stored,) = stored_messages(rt)
     assert stored.text == FEVER and stored.status == "failed"
-    assert stored.meta["failure"] == "ValueError"
+    assert stored.meta["reason"] == "ValueError"
     assert (await rt.engine.handle(incoming(CHEST))).kind == "emergency"
 
 

@@ -13,12 +13,19 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, col, create_engine, select
+from sqlmodel import Session, col, create_engine, delete, select
 
 from bot.errors import StorageUnavailable
 from bot.memory.base import Turn
 from bot.models import IncomingMessage, Reply, TriageLevel, utcnow
-from bot.storage.tables import AuditEvent, Conversation, Escalation, Message, Patient
+from bot.storage.tables import (
+    AuditEvent,
+    ChannelUpdate,
+    Conversation,
+    Escalation,
+    Message,
+    Patient,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,7 +72,7 @@ class Storage:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def _run(self, fn: Callable[[Session], T]) -> T:
+    async def run(self, fn: Callable[[Session], T]) -> T:
         def work() -> T:
             with Session(self.engine, expire_on_commit=False) as session:
                 return fn(session)
@@ -78,11 +85,11 @@ class Storage:
 
     async def record_incoming(self, msg: IncomingMessage) -> StoredIncoming:
         """Store an incoming message once; a repeat returns the first copy and its reply."""
-        return await self._run(lambda s: _record_incoming(s, msg))
+        return await self.run(lambda s: _record_incoming(s, msg))
 
     async def record_reply(self, stored: StoredIncoming, reply: Reply, meta: dict[str, Any]) -> int:
         """Store the reply to a stored incoming message and mark that message answered."""
-        return await self._run(lambda s: _record_reply(s, stored, reply, meta))
+        return await self.run(lambda s: _record_reply(s, stored, reply, meta))
 
     async def record_consent(self, patient_id: int) -> None:
         """Remember that the patient accepted the consent terms."""
@@ -95,7 +102,7 @@ class Storage:
                 s.add(_audit("patient", "consent.given", "patient", str(patient_id)))
                 s.commit()
 
-        await self._run(work)
+        await self.run(work)
 
     async def open_escalation(
         self, stored: StoredIncoming, level: TriageLevel, reasons: list[str], opened_by: str
@@ -140,7 +147,7 @@ class Storage:
             s.commit()
             return esc.id
 
-        return await self._run(work)
+        return await self.run(work)
 
     async def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
         """Return the last `limit` messages of a conversation, oldest first."""
@@ -157,24 +164,44 @@ class Storage:
                 for m in reversed(rows)
             ]
 
-        return await self._run(work)
+        return await self.run(work)
 
-    async def mark_failed(self, message_id: int, reason: str) -> None:
-        """Flag an incoming message whose processing failed, so it can be retried or reviewed."""
+    async def mark(self, message_id: int, status: str, reason: str | None = None) -> None:
+        """Set an incoming message's status (failed, throttled) so it can be reviewed."""
 
         def work(s: Session) -> None:
             row = s.get(Message, message_id)
             if row is not None:
-                row.status = "failed"
-                row.meta = {**row.meta, "failure": reason}
+                row.status = status
+                if reason:
+                    row.meta = {**row.meta, "reason": reason}
                 s.add(row)
                 s.commit()
 
-        await self._run(work)
+        await self.run(work)
+
+    async def set_language(self, patient_id: int, language: str) -> None:
+        """Remember the language the patient chose."""
+
+        def work(s: Session) -> None:
+            patient = s.get(Patient, patient_id)
+            if patient is not None:
+                patient.language = language
+                s.add(patient)
+                s.commit()
+
+        await self.run(work)
+
+    async def forget_patient(self, channel: str, user_id: str) -> dict[str, int]:
+        """Delete a patient and everything stored about them; return what was deleted.
+
+        The audit log keeps only that a pseudonymous patient was forgotten, and when.
+        """
+        return await self.run(lambda s: _forget_patient(s, channel, user_id))
 
     async def ping(self) -> None:
         """Check that the database answers."""
-        await self._run(lambda s: s.exec(select(Patient.id).limit(1)).first())
+        await self.run(lambda s: s.exec(select(Patient.id).limit(1)).first())
 
 
 def _audit(
@@ -292,3 +319,41 @@ def _record_reply(s: Session, stored: StoredIncoming, reply: Reply, meta: dict[s
     s.commit()
     assert row.id is not None
     return row.id
+
+
+def _forget_patient(s: Session, channel: str, user_id: str) -> dict[str, int]:
+    patient = s.exec(
+        select(Patient).where(Patient.channel == channel, Patient.channel_user_id == user_id)
+    ).first()
+    if patient is None or patient.id is None:
+        return {}
+    conversations = s.exec(select(Conversation).where(Conversation.patient_id == patient.id)).all()
+    conv_ids = [c.id for c in conversations]
+    chat_ids = [c.chat_id for c in conversations]
+
+    def gone(statement: Any) -> int:
+        return int(s.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+    counts = {
+        # Replies point at the messages they answer: delete them first.
+        "messages": gone(
+            delete(Message).where(
+                col(Message.conversation_id).in_(conv_ids), col(Message.reply_to_id).is_not(None)
+            )
+        )
+        + gone(delete(Message).where(col(Message.conversation_id).in_(conv_ids))),
+        "escalations": gone(delete(Escalation).where(col(Escalation.patient_id) == patient.id)),
+        "updates": gone(
+            delete(ChannelUpdate).where(
+                col(ChannelUpdate.channel) == channel, col(ChannelUpdate.chat_id).in_(chat_ids)
+            )
+        ),
+        "conversations": len(conversations),
+    }
+    for conv in conversations:
+        s.delete(conv)
+    s.flush()
+    s.delete(patient)
+    s.add(_audit("patient", "patient.forgotten", "patient", patient.pseudonym, **counts))
+    s.commit()
+    return counts

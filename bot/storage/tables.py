@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.models import utcnow
@@ -95,3 +95,24 @@ class AuditEvent(SQLModel, table=True):
     subject_type: str = Field(max_length=32)
     subject_id: str = Field(max_length=64)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ChannelUpdate(SQLModel, table=True):
+    """A raw update from a channel (a Telegram update), kept until it has been handled.
+
+    The channel confirms an update to its platform once it is written here, so a crash or
+    restart replays it from this table and a redelivered update is recognised by its id.
+    The payload (which holds patient text) is cleared once the update is done.
+    """
+
+    __tablename__ = "channel_updates"
+    __table_args__ = (UniqueConstraint("channel", "update_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    update_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    chat_id: str | None = Field(default=None, max_length=128, index=True)
+    status: str = Field(default="received", max_length=16, description="received|done|failed")
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    received_at: datetime = _ts(nullable=False)
+    done_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -1,0 +1,163 @@
+"""Build and run the python-telegram-bot Application: long polling or a webhook.
+
+`TELEGRAM_API_BASE_URL` points the bot at a self-hosted Bot API server (and the tests at
+theirs); `TELEGRAM_WEBHOOK_URL` switches from polling to a webhook whose requests must carry
+the secret token.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlparse
+
+from telegram import BotCommand, Update
+from telegram.ext import Application, ContextTypes, ExtBot, TypeHandler
+
+from bot.channels.telegram.channel import TelegramChannel
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.storage.inbox import UpdateInbox
+
+logger = logging.getLogger(__name__)
+# The updates CareBot acts on; Telegram sends nothing else.
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+COMMANDS = {
+    "en": [
+        ("start", "What CareBot is, and consent"),
+        ("help", "How to use CareBot"),
+        ("doctor", "Ask for a doctor"),
+        ("language", "Choose English or Chinese"),
+        ("privacy", "What is stored and for how long"),
+        ("forget", "Delete everything stored about me"),
+    ],
+    "zh": [
+        ("start", "CareBot 简介与同意"),
+        ("help", "如何使用 CareBot"),
+        ("doctor", "请医生查看"),
+        ("language", "选择英文或中文"),
+        ("privacy", "保存哪些内容、保存多久"),
+        ("forget", "删除关于我的所有内容"),
+    ],
+}
+
+
+class _PatientTextFilter(logging.Filter):
+    """python-telegram-bot logs the raw data of an update it cannot parse: keep it out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "data" in str(record.msg).lower() and record.args:
+            record.args = tuple("<update withheld>" for _ in record.args)
+        return True
+
+
+for _name in ("telegram.Bot", "telegram.ext.ExtBot", "telegram.ext._utils.webhookhandler"):
+    logging.getLogger(_name).addFilter(_PatientTextFilter())
+
+
+class CareBotAPI(ExtBot[None]):
+    """The Bot API client, tolerant of an update it cannot parse.
+
+    PTB fails the whole getUpdates batch on one malformed update and asks again from the
+    same offset, forever. Here such an update is replaced by an empty one with its id, so
+    polling moves on; the channel answers it if a chat can be found in it.
+    """
+
+    async def _post(self, endpoint: str, data: Any = None, *args: Any, **kwargs: Any) -> Any:
+        result = await super()._post(endpoint, data, *args, **kwargs)
+        if endpoint != "getUpdates" or not isinstance(result, list):
+            return result
+        return [self._readable(raw) for raw in result]
+
+    def _readable(self, raw: Any) -> Any:
+        try:
+            Update.de_json(raw, self)
+            return raw
+        except Exception as exc:
+            update_id = raw.get("update_id", -1) if isinstance(raw, dict) else -1
+            logger.warning(
+                "unreadable telegram update %s skipped: %s", update_id, type(exc).__name__
+            )
+            return {"update_id": update_id}
+
+
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+    """Return the Application (not started) for the configured token and API server."""
+    base = (settings.telegram_api_base_url or "https://api.telegram.org").rstrip("/")
+    bot = CareBotAPI(
+        token=settings.telegram_bot_token or "",
+        base_url=f"{base}/bot",
+        base_file_url=f"{base}/file/bot",
+    )
+    return Application.builder().bot(bot).build()
+
+
+async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    # One global handler; the update itself (patient text) never reaches the log.
+    update_id = update.update_id if isinstance(update, Update) else None
+    logger.error("telegram update %s failed: %s", update_id, type(context.error).__name__)
+
+
+async def register_commands(application: Application) -> None:  # type: ignore[type-arg]
+    """Publish the command menu in each supported language (English is the default)."""
+    for language, commands in COMMANDS.items():
+        await application.bot.set_my_commands(
+            [BotCommand(name, about) for name, about in commands],
+            language_code=None if language == "en" else language,
+        )
+
+
+async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-arg]
+    """Start the Telegram channel in the running event loop; stopped when the runtime closes."""
+    settings = runtime.settings
+    application = build_application(settings)
+    channel = TelegramChannel(runtime.engine, UpdateInbox(runtime.storage, "telegram"), settings)
+    application.bot_data["channel"] = channel
+
+    async def receive(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await channel.receive(update, context.bot)
+
+    application.add_handler(TypeHandler(Update, receive))
+    application.add_error_handler(_on_error)
+    await application.initialize()
+    try:
+        await register_commands(application)
+    except Exception as exc:  # the menu is a convenience; the bot works without it
+        logger.warning("could not register the command menu: %s", type(exc).__name__)
+    await application.start()
+    replayed = await channel.replay(application.bot)
+    if replayed:
+        logger.info("replaying %d telegram updates not finished before the restart", replayed)
+    assert application.updater is not None
+    if settings.telegram_webhook_url:
+        host, _, port = settings.telegram_webhook_listen.rpartition(":")
+        secret = settings.telegram_webhook_secret or secrets.token_urlsafe(32)
+        await application.updater.start_webhook(
+            listen=host,
+            port=int(port),
+            url_path=urlparse(settings.telegram_webhook_url).path.lstrip("/"),
+            webhook_url=settings.telegram_webhook_url,
+            secret_token=secret,
+            allowed_updates=ALLOWED_UPDATES,
+        )
+        logger.info("telegram: webhook on %s", settings.telegram_webhook_listen)
+    else:
+        await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES, timeout=10)
+        logger.info("telegram: long polling")
+
+    async def stop() -> None:
+        assert application.updater is not None
+        await application.updater.stop()
+        # Finish what is under way (a reply cut off now would be sent again after the
+        # restart); what is left after the grace period is replayed from the inbox.
+        if not await channel.queues.join(timeout_s=10):
+            logger.warning(
+                "telegram: stopping with %d updates unfinished", channel.queues.pending()
+            )
+            await channel.queues.cancel()
+        await application.stop()
+        await application.shutdown()
+
+    runtime.on_close.append(stop)
+    return application

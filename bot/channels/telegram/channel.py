@@ -1,0 +1,286 @@
+"""Telegram updates to engine calls: thin handlers, kept once in the inbox, ordered per chat.
+
+Receiving is sequential (the order Telegram gave); each update is written to the inbox and
+queued on its chat; the chat's queue calls the engine and delivers the reply, then marks
+the update done. A restart replays updates not marked done; a redelivered update is
+recognised by its id and skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from telegram import (
+    Bot,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.error import BadRequest, Forbidden
+
+from bot.channels.telegram.delivery import DeliveryFailed, Sender, StreamedReply, with_retries
+from bot.chat_queues import ChatQueues
+from bot.config import Settings
+from bot.engine import ConversationEngine
+from bot.models import IncomingMessage, Reply, TriageLevel
+from bot.rate_limit import ChatRateLimit
+from bot.replies import detect_language
+from bot.storage.inbox import UpdateInbox
+
+logger = logging.getLogger(__name__)
+CHANNEL = "telegram"
+# Message fields Telegram may carry instead of text -> the patient text explaining it.
+NON_TEXT = (
+    ("voice", "unsupported_voice"),
+    ("audio", "unsupported_voice"),
+    ("video_note", "unsupported_image"),
+    ("video", "unsupported_image"),
+    ("animation", "unsupported_image"),
+    ("photo", "unsupported_image"),
+    ("document", "unsupported_document"),
+    ("sticker", "unsupported_sticker"),
+    ("dice", "unsupported_sticker"),
+    ("venue", "unsupported_location"),
+    ("location", "unsupported_location"),
+    ("contact", "unsupported_contact"),
+    ("poll", "unsupported_poll"),
+)
+BUTTONS = {
+    "en": {"yes": "Yes, I agree", "no": "No", "delete": "Delete everything", "keep": "Keep it"},
+    "zh": {"yes": "同意", "no": "不同意", "delete": "全部删除", "keep": "保留"},
+}
+LANGUAGE_BUTTONS = (("en", "English"), ("zh", "中文"))
+
+
+def _buttons(*rows: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+    )
+
+
+def consent_buttons(language: str) -> InlineKeyboardMarkup:
+    """Inline Yes / No for the consent question."""
+    words = BUTTONS.get(language, BUTTONS["en"])
+    return _buttons(((words["yes"], "consent:yes"), (words["no"], "consent:no")))
+
+
+def non_text_kind(message: Message) -> tuple[str, str]:
+    """Return the kind of a message without text and the notice that answers it."""
+    for field, notice in NON_TEXT:
+        if getattr(message, field, None):
+            return field, notice
+    return "other", "unsupported_other"
+
+
+def command_of(text: str) -> tuple[str, str] | None:
+    """Split "/cmd@bot args" into ("cmd", "args"); None when the text is not a command."""
+    if not text.startswith("/"):
+        return None
+    head, _, args = text[1:].partition(" ")
+    name = head.split("@", 1)[0].lower()
+    return (name, args.strip()) if name.isascii() and name.replace("_", "").isalnum() else None
+
+
+class TelegramChannel:
+    """Everything CareBot does with Telegram updates, over the one engine."""
+
+    def __init__(self, engine: ConversationEngine, inbox: UpdateInbox, settings: Settings) -> None:
+        self.engine, self.inbox, self.settings = engine, inbox, settings
+        self.queues = ChatQueues()
+        self.limit = ChatRateLimit(
+            settings.telegram_rate_limit_messages, settings.telegram_rate_limit_window_s
+        )
+        self.commands = {
+            "start": self._start,
+            "help": self._help,
+            "privacy": self._privacy,
+            "language": self._language,
+            "doctor": self._doctor,
+            "forget": self._forget,
+        }
+
+    # --- receiving (sequential, in Telegram's order) ---------------------------------------
+
+    async def receive(self, update: Update, bot: Bot) -> None:
+        """Keep the update and queue it on its chat; skip it when it was seen before."""
+        chat = update.effective_chat
+        if chat is None or chat.type != "private":
+            return  # groups: only the doctors' group will be served (escalation issue)
+        if not await self.inbox.add(update.update_id, str(chat.id), update.to_dict()):
+            logger.info("update %s seen before; skipped", update.update_id)
+            return
+        throttle = "ok"
+        if update.message is not None:
+            throttle = self.limit.check(str(chat.id))
+        self._queue(update, bot, throttle)
+
+    async def replay(self, bot: Bot) -> int:
+        """Queue the updates a previous run kept but did not finish; return how many."""
+        pending = await self.inbox.unfinished()
+        for _, payload in pending:
+            update = Update.de_json(payload, bot)
+            if update.effective_chat is not None:
+                self._queue(update, bot, "ok")
+        return len(pending)
+
+    def _queue(self, update: Update, bot: Bot, throttle: str) -> None:
+        assert update.effective_chat is not None
+
+        async def job() -> None:
+            await self.process(update, bot, throttle)
+
+        self.queues.submit(str(update.effective_chat.id), job)
+
+    # --- processing (per chat, in order) ----------------------------------------------------
+
+    async def process(self, update: Update, bot: Bot, throttle: str = "ok") -> None:
+        """Answer one update and mark it done; a failed delivery stays for the next start."""
+        try:
+            if update.callback_query is not None:
+                await self._callback(update.callback_query, bot)
+            elif update.edited_message is not None:
+                await self._edited(update.edited_message, bot)
+            elif update.message is not None:
+                await self._message(update.message, bot, throttle)
+        except Forbidden:
+            logger.info("update %s: the patient blocked the bot", update.update_id)
+            await self.inbox.finish(update.update_id, "undeliverable")
+            return
+        except (DeliveryFailed, BadRequest) as exc:
+            # Kept as received: the next start replays it (the engine returns the stored reply).
+            logger.error("update %s: reply not delivered (%s)", update.update_id, exc)
+            return
+        await self.inbox.finish(update.update_id)
+
+    def _incoming(self, message: Message, text: str, **extra: Any) -> IncomingMessage:
+        user = message.from_user
+        return IncomingMessage(
+            channel=CHANNEL,
+            chat_id=str(message.chat_id),
+            user_id=str(user.id if user else message.chat_id),
+            message_id=str(extra.pop("message_id", message.message_id)),
+            text=text,
+            language=user.language_code if user else None,
+            **extra,
+        )
+
+    async def _message(self, message: Message, bot: Bot, throttle: str) -> None:
+        sender = Sender(bot, message.chat_id, reply_to=message.message_id)
+        text = message.text or ""
+        if message.text is None:
+            kind, notice = non_text_kind(message)
+            msg = self._incoming(message, message.caption or "", attachments=[kind])
+            await self._send(sender, await self.engine.acknowledge(msg, notice))
+            return
+        msg = self._incoming(message, text)
+        if throttle != "ok":
+            slow_down = "slow_down" if throttle == "notify" else None
+            await self._send(sender, await self.engine.acknowledge(msg, slow_down))
+            return
+        command = command_of(text)
+        if command is not None and command[0] in self.commands:
+            await self.commands[command[0]](msg, sender)
+            return
+        streamed = StreamedReply(sender, self.settings.telegram_edit_interval_s)
+        async with sender.typing():
+            reply = await self.engine.handle(msg, on_delta=streamed.on_delta)
+        await streamed.finish(reply.text, self._markup(reply))
+
+    async def _edited(self, message: Message, bot: Bot) -> None:
+        """An edit is answered only when it adds red flags (it is re-triaged then)."""
+        stamp = int(message.edit_date.timestamp()) if message.edit_date else 0
+        msg = self._incoming(
+            message,
+            message.text or message.caption or "",
+            message_id=f"{message.message_id}-e{stamp}",
+        )
+        reply = await self.engine.acknowledge(msg, None, retriage_from=TriageLevel.URGENT)
+        await self._send(Sender(bot, message.chat_id, reply_to=message.message_id), reply)
+
+    async def _callback(self, query: CallbackQuery, bot: Bot) -> None:
+        # Stops the button's spinner; a query too old to answer still gets its action.
+        with contextlib.suppress(BadRequest):
+            await with_retries(query.answer)
+        message = query.message
+        if not isinstance(message, Message) or message.chat.type != "private":
+            return
+        action, _, value = (query.data or "").partition(":")
+        user = query.from_user
+        msg = IncomingMessage(
+            channel=CHANNEL,
+            chat_id=str(message.chat_id),
+            user_id=str(user.id),
+            message_id=f"cb-{query.id}",
+            text=query.data or "",
+            language=user.language_code,
+        )
+        sender = Sender(bot, message.chat_id)
+        # The question is answered: take its buttons away so it cannot be pressed twice.
+        with contextlib.suppress(BadRequest):
+            await with_retries(
+                lambda: bot.edit_message_reply_markup(
+                    chat_id=message.chat_id, message_id=message.message_id, reply_markup=None
+                )
+            )
+        if action == "consent":
+            reply: Reply | None = await self.engine.consent(msg, agreed=value == "yes")
+        elif action == "lang" and value in ("en", "zh"):
+            reply = await self.engine.set_language(msg, value)
+        elif action == "forget" and value == "yes":
+            reply = await self.engine.forget(msg)
+        elif action == "forget":
+            reply = self.engine.writer.notice("forget_cancelled", self._lang_of(msg))
+        else:
+            reply = await self.engine.acknowledge(msg, "unsupported_other")
+        await self._send(sender, reply)
+
+    # --- commands -------------------------------------------------------------------------
+
+    def _lang_of(self, msg: IncomingMessage) -> str:
+        if msg.language in ("en", "zh"):
+            return str(msg.language)
+        return self.settings.default_language
+
+    async def _start(self, msg: IncomingMessage, sender: Sender) -> None:
+        reply = await self.engine.acknowledge(msg, "welcome")
+        markup = consent_buttons(self._lang_of(msg)) if reply and reply.kind == "notice" else None
+        await self._send(sender, reply, markup)
+
+    async def _help(self, msg: IncomingMessage, sender: Sender) -> None:
+        await self._send(sender, await self.engine.acknowledge(msg, "help"))
+
+    async def _privacy(self, msg: IncomingMessage, sender: Sender) -> None:
+        days = max(1, round(self.settings.session_ttl_s / 86400))
+        await self._send(sender, await self.engine.acknowledge(msg, "privacy", memory_days=days))
+
+    async def _language(self, msg: IncomingMessage, sender: Sender) -> None:
+        reply = await self.engine.acknowledge(msg, "language_choose")
+        markup = _buttons(tuple((label, f"lang:{code}") for code, label in LANGUAGE_BUTTONS))
+        await self._send(sender, reply, markup if reply and reply.kind == "notice" else None)
+
+    async def _doctor(self, msg: IncomingMessage, sender: Sender) -> None:
+        reply = await self.engine.request_doctor(msg)
+        await self._send(sender, reply, self._markup(reply))
+
+    async def _forget(self, msg: IncomingMessage, sender: Sender) -> None:
+        reply = await self.engine.acknowledge(msg, "forget_confirm")
+        words = BUTTONS.get(self._lang_of(msg), BUTTONS["en"])
+        markup = _buttons(((words["delete"], "forget:yes"), (words["keep"], "forget:no")))
+        await self._send(sender, reply, markup if reply and reply.kind == "notice" else None)
+
+    # --- replies --------------------------------------------------------------------------
+
+    def _markup(self, reply: Reply) -> InlineKeyboardMarkup | None:
+        if reply.kind == "consent":
+            return consent_buttons(detect_language(reply.text, "en"))
+        return None
+
+    async def _send(
+        self, sender: Sender, reply: Reply | None, markup: InlineKeyboardMarkup | None = None
+    ) -> None:
+        if reply is not None:
+            await sender.send(reply.text, markup or self._markup(reply))

@@ -1,0 +1,41 @@
+"""A per-chat sliding-window limit: how many messages a chat may send in a time window."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class ChatRateLimit:
+    """Count each chat's recent messages; say when one is over the limit, and whether the
+    chat has already been told in this window (so the notice is sent once, not per message).
+    """
+
+    def __init__(
+        self, messages: int, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.messages, self.window_s, self.clock = messages, window_s, clock
+        self._seen: dict[str, deque[float]] = {}
+        self._told: dict[str, float] = {}
+
+    def check(self, chat: str) -> str:
+        """Record a message; return "ok", "notify" (first over the limit) or "quiet"."""
+        now = self.clock()
+        seen = self._seen.setdefault(chat, deque())
+        while seen and now - seen[0] > self.window_s:
+            seen.popleft()
+        seen.append(now)
+        if len(seen) <= self.messages:
+            return "ok"
+        if now - self._told.get(chat, -1e18) > self.window_s:
+            self._told[chat] = now
+            return "notify"
+        return "quiet"
+
+    def prune(self) -> None:
+        """Forget chats quiet for a whole window (keeps memory flat over months)."""
+        now = self.clock()
+        for chat in [c for c, s in self._seen.items() if not s or now - s[-1] > self.window_s]:
+            del self._seen[chat]
+            self._told.pop(chat, None)
