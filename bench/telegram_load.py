@@ -43,6 +43,7 @@ class TimedBotAPIServer(BotAPIServer):
         self.queued_at: dict[tuple[int, int], float] = {}
         self.reply_of: dict[tuple[int, int], int] = {}  # bot message -> patient message
         self.final_at: dict[tuple[int, int], float] = {}
+        self.created_at: dict[tuple[int, int], float] = {}  # bot message -> first sent
 
     def _dispatch(self, method: str, params: dict[str, Any]) -> tuple[int, bytes] | None:
         answer = super()._dispatch(method, params)
@@ -54,6 +55,7 @@ class TimedBotAPIServer(BotAPIServer):
             key = (int(result["chat"]["id"]), int(result["message_id"]))
             with self._cond:
                 self.final_at[key] = now
+                self.created_at.setdefault(key, now)
                 quoted = (result.get("reply_to_message") or {}).get("message_id")
                 if quoted is not None:
                     self.reply_of.setdefault(key, int(quoted))

@@ -1,4 +1,5 @@
-"""The `carebot` command line: chat, serve, check, triage, ingest, index, ask, eval."""
+"""The `carebot` command line: chat, serve, check, triage, ingest, index, ask, eval, users,
+cases."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bot.cases.commands import register as register_case_commands
 from bot.config import Settings, load_settings
+from bot.dashboard.commands import register as register_user_commands
 from bot.errors import ConfigError
 from bot.guideline_commands import register as register_guideline_commands
 
@@ -89,12 +92,14 @@ def serve(
 
     settings = _settings()
     app_ = create_app(settings)
-    typer.echo(f"CareBot web chat: http://{host or settings.web_host}:{port or settings.web_port}")
+    base = f"http://{host or settings.web_host}:{port or settings.web_port}"
+    typer.echo(f"CareBot web chat: {base}   doctors' dashboard: {base}/dashboard")
     uvicorn.run(
         app_,
         host=host or settings.web_host,
         port=port or settings.web_port,
         log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,  # dashboards' live streams never end by themselves
     )
 
 
@@ -212,6 +217,8 @@ async def _evaluate(settings: Settings, cases: list[EvalCase], mode: TriageMode)
 
 
 register_guideline_commands(app, eval_app)
+register_case_commands(app)
+register_user_commands(app)
 
 
 def main() -> None:

@@ -138,8 +138,37 @@ class Settings(BaseSettings):
     telegram_rate_limit_window_s: float = Field(
         default=10.0, gt=0, le=3600, description="The rate-limit window."
     )
+    doctors_chat_id: int | None = Field(
+        default=None, description="Telegram group where doctors get case alerts and claim them."
+    )
+    dashboard_url: str | None = Field(
+        default=None,
+        description="Public URL of the dashboard, for 'Open in dashboard' links "
+        "(default: http://CAREBOT_WEB_HOST:CAREBOT_WEB_PORT).",
+    )
+    case_realert_s: dict[str, float] = Field(
+        default_factory=lambda: {"emergency": 120.0, "urgent": 1800.0, "routine": 14400.0},
+        description="Seconds before an unclaimed case is alerted again, per level (JSON).",
+    )
+    case_alerts_before_expiry: int = Field(
+        default=3, ge=1, le=100, description="Unanswered alerts before a case expires."
+    )
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
+
+    # --- doctors' dashboard ------------------------------------------------------------------
+    dashboard_session_idle_s: int = Field(
+        default=12 * 3600, ge=60, description="A dashboard sign-in ends after this much idleness."
+    )
+    dashboard_max_failed_logins: int = Field(
+        default=5, ge=1, le=100, description="Wrong passwords in a row before an account locks."
+    )
+    dashboard_lockout_s: int = Field(
+        default=15 * 60, ge=1, description="How long a locked account stays locked."
+    )
+    dashboard_heartbeat_s: float = Field(
+        default=15.0, gt=0, le=300, description="Keep-alive comment interval of live updates."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("emergency_numbers")
@@ -150,7 +179,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{locale}: {number!r} is not a phone number")
         return {locale.lower(): number for locale, number in value.items()}
 
-    @field_validator("llm_base_url", "chroma_url", "telegram_api_base_url", "telegram_webhook_url")
+    @field_validator(
+        "llm_base_url",
+        "chroma_url",
+        "telegram_api_base_url",
+        "telegram_webhook_url",
+        "dashboard_url",
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -163,6 +198,19 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("case_realert_s")
+    @classmethod
+    def _deadlines(cls, value: dict[str, float]) -> dict[str, float]:
+        levels = {"emergency", "urgent", "routine", "self_care"}
+        if set(value) - levels or any(v <= 0 for v in value.values()):
+            raise ValueError(f"levels from {sorted(levels)} to positive seconds")
+        return value
+
+    @property
+    def dashboard_base_url(self) -> str:
+        """Return the dashboard's base URL for links sent to doctors."""
+        return (self.dashboard_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     @property
     def guideline_index_dir(self) -> Path:

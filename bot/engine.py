@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Protocol
 
 from bot.errors import MemoryUnavailable, StorageUnavailable
-from bot.locks import ChatLocks
 from bot.memory.base import SessionState, SessionStore, Turn
 from bot.models import IncomingMessage, RedFlagHit, Reply, TriageLevel
 from bot.prompts import PromptLibrary
 from bot.replies import (
-    LOCALE,
     EngineOptions,
     ReplyWriter,
-    clean_text,
     detect_language,
     is_consent,
 )
 from bot.storage.repository import Storage, StoredIncoming
 from bot.triage.classifier import MissingFact
 from bot.triage.service import TriageResult, TriageService, is_general_question
+from bot.turns import Outcome, Turns
 from rag.answer import GuidelineAnswerer, OnDelta
 
 logger = logging.getLogger(__name__)
-# A unit of work on a stored message: the reply (None: stay quiet), state and history.
-Outcome = tuple[Reply | None, SessionState, list[Turn]]
-Work = Callable[[IncomingMessage, StoredIncoming], Awaitable[Outcome]]
 LANGUAGES = ("en", "zh")
+
+
+class CaseHooks(Protocol):
+    """What the engine tells the doctors' side (bot.cases.service.CaseService)."""
+
+    def opened_soon(self, case_id: int) -> None: ...
+
+    async def waiting_text(self, case_id: int, language: str) -> str: ...
+
+    async def patient_message(self, case_id: int, text: str, red_flags: list[str]) -> None: ...
 
 
 class ConversationEngine:
@@ -44,12 +47,23 @@ class ConversationEngine:
         prompts: PromptLibrary,
         options: EngineOptions | None = None,
     ) -> None:
-        self.storage, self.sessions, self.triage = storage, sessions, triage
+        self.storage, self.triage = storage, triage
         self.rules = triage.rules
         self.answerer, self.prompts = answerer, prompts
         self.options = options or EngineOptions()
         self.writer = ReplyWriter(prompts, self.rules, self.options)
-        self.locks = ChatLocks()
+        self.turns = Turns(storage, sessions, self.rules, self.writer, self.options)
+        self.locks = self.turns.locks
+        self.cases: CaseHooks | None = None  # set when doctors' cases are served
+
+    @property
+    def sessions(self) -> SessionStore:
+        """Session memory (one store, shared with the turns that read and write it)."""
+        return self.turns.sessions
+
+    @sessions.setter
+    def sessions(self, store: SessionStore) -> None:
+        self.turns.sessions = store
 
     def _text(self, key: str, language: str, **values: object) -> str:
         return self.writer.text(key, language, **values)
@@ -60,7 +74,7 @@ class ConversationEngine:
         async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
             return await self._process(m, stored, on_delta)
 
-        reply = await self._stored(msg, work)
+        reply = await self.turns.run(msg, work)
         assert reply is not None  # _process always answers
         return reply
 
@@ -79,7 +93,7 @@ class ConversationEngine:
         """
 
         async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
-            state, history = await self._recall(m, stored)
+            state, history = await self.turns.recall(m, stored)
             language = state.language or m.language or self.options.default_language
             language = detect_language(m.text, language) if m.text.strip() else language
             hits = self.rules.check([m.text], language) if m.text.strip() else []
@@ -89,17 +103,17 @@ class ConversationEngine:
             ):
                 return await self._process(m, stored, None)
             if notice is None:
-                await self._quietly(self.storage.mark(stored.message_id, "noted"))
+                await self.turns.quietly(self.storage.mark(stored.message_id, "noted"))
                 return None, state, history
             return self.writer.notice(notice, language, **values), state, history
 
-        return await self._stored(msg, work)
+        return await self.turns.run(msg, work)
 
     async def consent(self, msg: IncomingMessage, agreed: bool) -> Reply:
         """Record the patient's answer to the consent question (a button, not typed words)."""
 
         async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
-            state, history = await self._recall(m, stored)
+            state, history = await self.turns.recall(m, stored)
             language = state.language or m.language or self.options.default_language
             if not agreed:
                 return self.writer.notice("consent_declined", language), state, history
@@ -109,7 +123,7 @@ class ConversationEngine:
             said = "同意" if language == "zh" else "yes"
             return await self._process(m.model_copy(update={"text": said}), stored, None)
 
-        reply = await self._stored(msg, work)
+        reply = await self.turns.run(msg, work)
         assert reply is not None
         return reply
 
@@ -117,19 +131,21 @@ class ConversationEngine:
         """Open a case for a person on the patient's request (after consent)."""
 
         async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
-            state, history = await self._recall(m, stored)
+            state, history = await self.turns.recall(m, stored)
             language = state.language or m.language or self.options.default_language
             if not state.consent:
                 return self.writer.notice("consent", language), state, history
-            already = state.escalation_id is not None
-            level = TriageLevel.ROUTINE
-            state.escalation_id = await self.storage.open_escalation(
-                stored, level, ["patient_request"], "patient"
+            if state.escalation_id is not None:
+                reply = self.writer.notice("doctor_already_requested", language)
+                return reply, state, history
+            note = await self._escalate(
+                stored, state, TriageLevel.ROUTINE, ["patient_request"], language, "patient"
             )
-            key = "doctor_already_requested" if already else "doctor_requested"
-            return self.writer.notice(key, language), state, history
+            reply = self.writer.notice("doctor_requested", language)
+            reply.text = f"{reply.text}\n\n{note}" if note else reply.text
+            return reply, state, history
 
-        reply = await self._stored(msg, work)
+        reply = await self.turns.run(msg, work)
         assert reply is not None
         return reply
 
@@ -137,12 +153,12 @@ class ConversationEngine:
         """Remember the language the patient chose and answer in it."""
 
         async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
-            state, history = await self._recall(m, stored)
+            state, history = await self.turns.recall(m, stored)
             state.language = language
             await self.storage.set_language(stored.patient_id, language)
             return self.writer.notice("language_set", language), state, history
 
-        reply = await self._stored(msg.model_copy(update={"language": language}), work)
+        reply = await self.turns.run(msg.model_copy(update={"language": language}), work)
         assert reply is not None
         return reply
 
@@ -162,70 +178,10 @@ class ConversationEngine:
             logger.info("forgot a patient: %s", counts)
             return Reply(text=self._text("forgotten", language), kind="notice")
 
-    async def _stored(self, msg: IncomingMessage, work: Work) -> Reply | None:
-        """Store the message, run `work` on it in the chat's turn, store and return the reply."""
-        msg = msg.model_copy(update={"text": clean_text(msg.text)})
-        async with self.locks.hold(msg.chat_key):
-            LOCALE.set(msg.language)
-            try:
-                stored = await self.storage.record_incoming(msg)
-            except StorageUnavailable:
-                return self._fallback(msg, "storage_unavailable")
-            if stored.duplicate and stored.previous_reply is not None:
-                return Reply(text=stored.previous_reply, kind="duplicate", duplicate=True)
-            started = time.perf_counter()
-            try:
-                reply, state, history = await work(msg, stored)
-            except Exception as exc:  # the last line of defence: a calm reply, not silence
-                logger.error(
-                    "processing failed: message=%s error=%s",
-                    stored.message_id,
-                    type(exc).__name__,
-                    exc_info=logger.isEnabledFor(logging.DEBUG),
-                )
-                await self._quietly(
-                    self.storage.mark(stored.message_id, "failed", type(exc).__name__)
-                )
-                return self._fallback(msg, "processing_failed")
-            await self._finish(msg, stored, reply, state, history)
-            logger.info(
-                "handled message=%s kind=%s level=%s in %.0f ms",
-                stored.message_id,
-                reply.kind if reply else "none",
-                reply.level if reply else None,
-                (time.perf_counter() - started) * 1000,
-            )
-            return reply
-
-    def _fallback(self, msg: IncomingMessage, text_key: str) -> Reply:
-        """Reply when normal processing is impossible: red flags still get their answer."""
-        language = detect_language(msg.text, self.options.default_language)
-        hits = self.rules.check([msg.text], language)
-        if self.rules.level(hits) is TriageLevel.EMERGENCY:
-            return self.writer.emergency(hits, language)
-        return Reply(text=self._text(text_key, language), kind="error")
-
-    async def _recall(
-        self, msg: IncomingMessage, stored: StoredIncoming
-    ) -> tuple[SessionState, list[Turn]]:
-        """Load state and history from memory, or rebuild them from the database."""
-        try:
-            state = await self.sessions.get_state(msg.chat_key) or SessionState()
-            history = await self.sessions.history(msg.chat_key, self.options.history_turns)
-        except MemoryUnavailable:
-            logger.warning("session memory unavailable; rebuilding from the database")
-            state = SessionState()
-            history = await self.storage.recent_turns(
-                stored.conversation_id, self.options.history_turns + 1
-            )
-            history = history[:-1]  # the database already holds this message
-        state.consent = state.consent or stored.consented
-        return state, history
-
     async def _process(
         self, msg: IncomingMessage, stored: StoredIncoming, on_delta: OnDelta | None
     ) -> tuple[Reply, SessionState, list[Turn]]:
-        state, history = await self._recall(msg, stored)
+        state, history = await self.turns.recall(msg, stored)
         language = detect_language(
             msg.text, state.language or msg.language or self.options.default_language
         )
@@ -237,6 +193,13 @@ class ConversationEngine:
         patient_texts = [t for t in said if not is_general_question(t)]
         hits = self.rules.check(patient_texts, language)
         emergencies = self.rules.emergencies(hits)
+        if state.mode == "with_doctor" and state.escalation_id is not None and self.cases:
+            # A doctor holds the case: the message goes to them; the rules still run.
+            fresh = [h.rule_id for h in self.rules.check([msg.text], language)]
+            await self.cases.patient_message(state.escalation_id, msg.text, fresh)
+            if any(h.rule_id not in state.announced_flags for h in emergencies):
+                return await self._open_emergency(stored, state, hits, language), state, history
+            return Reply(text="", kind="relayed", red_flags=hits), state, history
         if any(h.rule_id not in state.announced_flags for h in emergencies):
             return await self._open_emergency(stored, state, hits, language), state, history
 
@@ -252,18 +215,37 @@ class ConversationEngine:
     ) -> Reply:
         emergencies = self.rules.emergencies(hits) or hits
         state.announced_flags = sorted({*state.announced_flags, *(h.rule_id for h in hits)})
-        await self._escalate(stored, state, TriageLevel.EMERGENCY, [h.rule_id for h in emergencies])
-        return self.writer.emergency(hits, language)
+        reply = self.writer.emergency(hits, language)
+        note = await self._escalate(
+            stored, state, TriageLevel.EMERGENCY, [h.rule_id for h in emergencies], language
+        )
+        reply.text = f"{reply.text}\n\n{note}" if note else reply.text
+        return reply
 
     async def _escalate(
-        self, stored: StoredIncoming, state: SessionState, level: TriageLevel, reasons: list[str]
-    ) -> None:
+        self,
+        stored: StoredIncoming,
+        state: SessionState,
+        level: TriageLevel,
+        reasons: list[str],
+        language: str,
+        opened_by: str = "triage",
+    ) -> str:
+        """Open (or raise) the chat's case; return the patient's note on the queue."""
         try:
             state.escalation_id = await self.storage.open_escalation(
-                stored, level, reasons, "triage"
+                stored, level, reasons, opened_by
             )
         except StorageUnavailable:
             logger.error("could not open a %s escalation for message=%s", level, stored.message_id)
+            return ""
+        if self.cases is None:
+            return ""
+        self.cases.opened_soon(state.escalation_id)
+        try:
+            return await self.cases.waiting_text(state.escalation_id, language)
+        except StorageUnavailable:
+            return ""
 
     async def _converse(
         self,
@@ -298,22 +280,27 @@ class ConversationEngine:
         if triage.level is TriageLevel.EMERGENCY and not self.rules.emergencies(triage.hits):
             # Only the model called it an emergency (vote "raise"): act on it all the same.
             return await self._open_emergency(stored, state, triage.hits, language)
+        note = ""
         if triage.level is TriageLevel.URGENT and state.escalation_id is None:
-            await self._escalate(
-                stored, state, TriageLevel.URGENT, [h.rule_id for h in triage.hits]
+            note = await self._escalate(
+                stored, state, TriageLevel.URGENT, [h.rule_id for h in triage.hits], language
             )
         questions = [] if general else self._next_questions(state, triage)
         if questions:
             state.pending_text = state.pending_text or text
-            return self.writer.followup(triage, questions, language)
+            reply = self.writer.followup(triage, questions, language)
+            reply.text = f"{reply.text}\n\n{note}" if note else reply.text
+            return reply
 
         question = state.pending_text or text
         state.pending_text, state.followup_rounds = None, 0
         limit = self.options.max_message_chars
         answer = await self.answerer.answer(question[:limit], history, language, on_delta)
-        return self.writer.answer(
+        reply = self.writer.answer(
             answer, language, triage, truncated=len(question) > limit, general=general
         )
+        reply.text = f"{note}\n\n{reply.text}" if note else reply.text
+        return reply
 
     def _next_questions(self, state: SessionState, triage: TriageResult) -> list[MissingFact]:
         """Pick this round's follow-up questions: unknown facts, never asked twice."""
@@ -325,45 +312,3 @@ class ConversationEngine:
             state.followup_rounds += 1
             state.asked_facts = [*state.asked_facts, *(m.value for m in chosen)]
         return chosen
-
-    async def _finish(
-        self,
-        msg: IncomingMessage,
-        stored: StoredIncoming,
-        reply: Reply | None,
-        state: SessionState,
-        history: list[Turn],
-    ) -> None:
-        """Store the reply and update memory; a failure here never takes the reply away."""
-        if reply is None:  # kept without a reply: only the patient's turn is remembered
-            await self._quietly(
-                self.sessions.append(msg.chat_key, Turn(role="patient", text=msg.text))
-            )
-            await self._quietly(self.sessions.set_state(msg.chat_key, state))
-            return
-        meta: dict[str, Any] = {
-            "level": reply.level,
-            "triage": reply.triage,
-            "red_flags": [h.rule_id for h in reply.red_flags],
-            "citations": [c.model_dump() for c in reply.citations],
-            "grounded": reply.grounded,
-            "llm_error": reply.llm_error,
-        }
-        try:
-            reply.message_id = await self.storage.record_reply(stored, reply, meta)
-        except StorageUnavailable:
-            logger.error("reply to message=%s sent but not stored", stored.message_id)
-        await self._quietly(
-            self.sessions.append(
-                msg.chat_key, Turn(role="patient", text=msg.text), Turn(role="bot", text=reply.text)
-            )
-        )
-        await self._quietly(self.sessions.set_state(msg.chat_key, state))
-
-    @staticmethod
-    async def _quietly(action: Any) -> None:
-        """Await a best-effort write whose data also lives in the database."""
-        try:
-            await action
-        except (MemoryUnavailable, StorageUnavailable) as exc:
-            logger.warning("best-effort write skipped: %s", type(exc).__name__)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bot.cases.service import CaseOptions, CaseService
+from bot.cases.store import CaseStore
+from bot.cases.summary import CaseSummarizer
 from bot.config import Settings
 from bot.engine import ConversationEngine
 from bot.errors import LLMUnavailable, MemoryUnavailable
@@ -38,6 +42,7 @@ class Runtime:
     sessions: SessionStore
     llm: LLMBackend
     engine: ConversationEngine
+    cases: CaseService
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -127,4 +132,26 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
             history_turns=settings.history_turns,
         ),
     )
-    return Runtime(settings, storage, sessions, llm, engine)
+    cases = CaseService(
+        CaseStore(storage),
+        sessions,
+        engine.locks,
+        CaseSummarizer(llm, prompts, engine.rules),
+        engine.writer,
+        CaseOptions(
+            realert_s=settings.case_realert_s,
+            alerts_before_expiry=settings.case_alerts_before_expiry,
+        ),
+    )
+    engine.cases = cases
+    runtime = Runtime(settings, storage, sessions, llm, engine, cases)
+    deadlines = asyncio.create_task(cases.run_deadlines(), name="case-deadlines")
+
+    async def stop_cases() -> None:
+        deadlines.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await deadlines
+        await cases.aclose()
+
+    runtime.on_close.append(stop_cases)
+    return runtime

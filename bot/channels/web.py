@@ -1,4 +1,7 @@
-"""The web chat: a single page at / and a streaming JSON-lines endpoint for messages."""
+"""The web chat: a single page at / and a streaming JSON-lines endpoint for messages.
+
+The doctors' dashboard is served by the same app, under /dashboard (bot.dashboard).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from bot.dashboard.app import mount_dashboard
 from bot.errors import MemoryUnavailable, StorageUnavailable
 from bot.models import IncomingMessage, Reply
 from bot.runtime import Runtime
@@ -65,6 +69,7 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
             await runtime.aclose()
 
     app = FastAPI(title="CareBot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    mount_dashboard(app)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -99,7 +99,7 @@ class Storage:
             if patient is not None and patient.consent_at is None:
                 patient.consent_at = utcnow()
                 s.add(patient)
-                s.add(_audit("patient", "consent.given", "patient", str(patient_id)))
+                s.add(audit_event("patient", "consent.given", "patient", str(patient_id)))
                 s.commit()
 
         await self.run(work)
@@ -121,7 +121,9 @@ class Storage:
                     existing.level = level.value
                     existing.reasons = sorted({*existing.reasons, *reasons})
                     s.add(existing)
-                    s.add(_audit(opened_by, "escalation.raised", "escalation", str(existing.id)))
+                    s.add(
+                        audit_event(opened_by, "escalation.raised", "escalation", str(existing.id))
+                    )
                     s.commit()
                 return existing.id
             esc = Escalation(
@@ -135,7 +137,7 @@ class Storage:
             s.flush()
             assert esc.id is not None
             s.add(
-                _audit(
+                audit_event(
                     opened_by,
                     "escalation.opened",
                     "escalation",
@@ -204,7 +206,7 @@ class Storage:
         await self.run(lambda s: s.exec(select(Patient.id).limit(1)).first())
 
 
-def _audit(
+def audit_event(
     actor: str, action: str, subject_type: str, subject_id: str, **details: Any
 ) -> AuditEvent:
     return AuditEvent(
@@ -354,6 +356,6 @@ def _forget_patient(s: Session, channel: str, user_id: str) -> dict[str, int]:
         s.delete(conv)
     s.flush()
     s.delete(patient)
-    s.add(_audit("patient", "patient.forgotten", "patient", patient.pseudonym, **counts))
+    s.add(audit_event("patient", "patient.forgotten", "patient", patient.pseudonym, **counts))
     s.commit()
     return counts

@@ -64,7 +64,7 @@ class Message(SQLModel, table=True):
 
 
 class Escalation(SQLModel, table=True):
-    """A case handed to doctors; the lifecycle beyond `open` comes with the escalation issue."""
+    """A case handed to doctors: open -> claimed -> resolved, or open -> expired."""
 
     __tablename__ = "escalations"
 
@@ -81,6 +81,36 @@ class Escalation(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
     claimed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    disposition: str | None = Field(default=None, max_length=32)
+    summary_source: str = Field(default="", max_length=16, description="llm | rules")
+    claimed_by_telegram_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
+    claimed_by_staff_id: int | None = None
+    alert_message_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    alert_count: int = 0
+    next_alert_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), index=True)
+    )
+
+
+class StaffUser(SQLModel, table=True):
+    """A doctor, operator or admin who signs in to the dashboard."""
+
+    __tablename__ = "staff_users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    display_name: str = Field(max_length=128)
+    role: str = Field(max_length=16, description="doctor | operator | admin")
+    password_hash: str = Field(max_length=256)
+    telegram_user_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True, unique=True)
+    )
+    failed_logins: int = 0
+    locked_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    disabled: bool = False
+    created_at: datetime = _ts(nullable=False)
 
 
 class AuditEvent(SQLModel, table=True):
@@ -116,3 +146,16 @@ class ChannelUpdate(SQLModel, table=True):
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     received_at: datetime = _ts(nullable=False)
     done_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class StaffSession(SQLModel, table=True):
+    """A dashboard sign-in: the browser holds the token, the table only its SHA-256."""
+
+    __tablename__ = "staff_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    staff_id: int = Field(foreign_key="staff_users.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = _ts(nullable=False)
+    last_seen_at: datetime = _ts(nullable=False)

@@ -297,6 +297,13 @@ class TriageRules:
         hits += self._vitals_hits(facts, language)
         return sorted(hits, key=lambda h: -h.level.rank)
 
+    def explain(self, rule_id: str, language: str = "en") -> str | None:
+        """Return a rule's explanation (for doctors' summaries), or None for an unknown id."""
+        for rule in self.rules:
+            if rule.spec.id == rule_id:
+                return rule.spec.explanation.get(language) or rule.spec.explanation["en"]
+        return None
+
     def asks(self, rule_id: str) -> list[str]:
         """Return the follow-up facts a rule wants when they are unknown."""
         return self._asks.get(rule_id, [])

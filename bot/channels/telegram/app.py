@@ -16,6 +16,8 @@ from telegram import BotCommand, Update
 from telegram.ext import Application, ContextTypes, ExtBot, TypeHandler
 
 from bot.channels.telegram.channel import TelegramChannel
+from bot.channels.telegram.delivery import Sender
+from bot.channels.telegram.doctors import DoctorsDesk
 from bot.config import Settings
 from bot.runtime import Runtime
 from bot.storage.inbox import UpdateInbox
@@ -112,7 +114,16 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
     """Start the Telegram channel in the running event loop; stopped when the runtime closes."""
     settings = runtime.settings
     application = build_application(settings)
-    channel = TelegramChannel(runtime.engine, UpdateInbox(runtime.storage, "telegram"), settings)
+    desk = DoctorsDesk(application.bot, runtime.cases, settings)
+    runtime.cases.events.listen(desk.on_event)
+
+    async def to_patient(chat_id: str, text: str) -> None:
+        await Sender(application.bot, int(chat_id)).send(text)
+
+    runtime.cases.patients.register("telegram", to_patient)
+    channel = TelegramChannel(
+        runtime.engine, UpdateInbox(runtime.storage, "telegram"), settings, desk
+    )
     application.bot_data["channel"] = channel
 
     async def receive(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -23,6 +23,7 @@ from telegram import (
 from telegram.error import BadRequest, Forbidden
 
 from bot.channels.telegram.delivery import DeliveryFailed, Sender, StreamedReply, with_retries
+from bot.channels.telegram.doctors import DoctorsDesk
 from bot.chat_queues import ChatQueues
 from bot.config import Settings
 from bot.engine import ConversationEngine
@@ -88,8 +89,14 @@ def command_of(text: str) -> tuple[str, str] | None:
 class TelegramChannel:
     """Everything CareBot does with Telegram updates, over the one engine."""
 
-    def __init__(self, engine: ConversationEngine, inbox: UpdateInbox, settings: Settings) -> None:
-        self.engine, self.inbox, self.settings = engine, inbox, settings
+    def __init__(
+        self,
+        engine: ConversationEngine,
+        inbox: UpdateInbox,
+        settings: Settings,
+        desk: DoctorsDesk | None = None,
+    ) -> None:
+        self.engine, self.inbox, self.settings, self.desk = engine, inbox, settings, desk
         self.queues = ChatQueues()
         self.limit = ChatRateLimit(
             settings.telegram_rate_limit_messages, settings.telegram_rate_limit_window_s
@@ -108,8 +115,9 @@ class TelegramChannel:
     async def receive(self, update: Update, bot: Bot) -> None:
         """Keep the update and queue it on its chat; skip it when it was seen before."""
         chat = update.effective_chat
-        if chat is None or chat.type != "private":
-            return  # groups: only the doctors' group will be served (escalation issue)
+        doctors = chat is not None and chat.id == self.settings.doctors_chat_id
+        if chat is None or (chat.type != "private" and not doctors):
+            return  # other groups are ignored
         if not await self.inbox.add(update.update_id, str(chat.id), update.to_dict()):
             logger.info("update %s seen before; skipped", update.update_id)
             return
@@ -140,7 +148,13 @@ class TelegramChannel:
     async def process(self, update: Update, bot: Bot, throttle: str = "ok") -> None:
         """Answer one update and mark it done; a failed delivery stays for the next start."""
         try:
-            if update.callback_query is not None:
+            chat = update.effective_chat
+            if self.desk is not None and chat is not None and chat.id == self.desk.chat_id:
+                if update.callback_query is not None:
+                    await self.desk.group_callback(update.callback_query)
+                elif update.message is not None:
+                    await self.desk.group_message(update.message)
+            elif update.callback_query is not None:
                 await self._callback(update.callback_query, bot)
             elif update.edited_message is not None:
                 await self._edited(update.edited_message, bot)
@@ -176,6 +190,8 @@ class TelegramChannel:
             msg = self._incoming(message, message.caption or "", attachments=[kind])
             await self._send(sender, await self.engine.acknowledge(msg, notice))
             return
+        if self.desk is not None and await self.desk.private_message(message):
+            return  # a doctor talking to their patient
         msg = self._incoming(message, text)
         if throttle != "ok":
             slow_down = "slow_down" if throttle == "notify" else None

@@ -94,11 +94,17 @@ class Sender:
         self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None
     ) -> None:
         """Replace a message's text (it must fit in one message)."""
+        await self.edit_id(message.message_id, text, markup)
+
+    async def edit_id(
+        self, message_id: int, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> None:
+        """Replace the text of the message with this id."""
         try:
             await with_retries(
                 lambda: self.bot.edit_message_text(
                     chat_id=self.chat_id,
-                    message_id=message.message_id,
+                    message_id=message_id,
                     text=to_html(text),
                     parse_mode=ParseMode.HTML,
                     reply_markup=markup,
@@ -112,7 +118,7 @@ class Sender:
             await with_retries(
                 lambda: self.bot.edit_message_text(
                     chat_id=self.chat_id,
-                    message_id=message.message_id,
+                    message_id=message_id,
                     text=text,
                     reply_markup=markup,
                 )

@@ -1,0 +1,1 @@
+"""Cases handed to doctors: lifecycle, summaries, alerts and the live hand-off."""

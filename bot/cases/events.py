@@ -1,0 +1,63 @@
+"""Case events, published in-process to whoever listens (doctors' group, dashboard streams)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from pydantic import BaseModel, Field
+
+from bot.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+class CaseEvent(BaseModel):
+    """Something happened to a case. `text` carries a relayed message, nothing else does."""
+
+    kind: str  # opened | summarized | claimed | resolved | expired | realerted | patient | doctor
+    case_id: int
+    level: str
+    status: str
+    actor: str | None = None
+    text: str | None = None
+    red_flags: list[str] = Field(default_factory=list)
+    at: str = Field(default_factory=lambda: utcnow().isoformat())
+
+
+Listener = Callable[[CaseEvent], Awaitable[None]]
+
+
+class CaseEvents:
+    """Publish case events to listeners (awaited in turn) and to streams (queued)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._streams: set[asyncio.Queue[CaseEvent]] = set()
+
+    def listen(self, listener: Listener) -> None:
+        """Call `listener` for every event (a failing listener is logged, others still run)."""
+        self._listeners.append(listener)
+
+    async def publish(self, event: CaseEvent) -> None:
+        """Deliver an event to every listener and stream."""
+        for queue in list(self._streams):
+            if queue.qsize() < 1000:  # a stalled browser tab must not grow memory forever
+                queue.put_nowait(event)
+        for listener in list(self._listeners):
+            try:
+                await listener(event)
+            except Exception as exc:
+                logger.error("case listener failed on %s: %s", event.kind, type(exc).__name__)
+
+    @asynccontextmanager
+    async def stream(self) -> AsyncIterator[asyncio.Queue[CaseEvent]]:
+        """A queue of events for as long as the block runs (a dashboard's live updates)."""
+        queue: asyncio.Queue[CaseEvent] = asyncio.Queue()
+        self._streams.add(queue)
+        try:
+            yield queue
+        finally:
+            self._streams.discard(queue)

@@ -1,0 +1,258 @@
+"""The case lifecycle: open -> claimed -> resolved, or expired when no doctor comes in time.
+
+Every step is stored with its audit event, published to listeners (the doctors' Telegram
+group, dashboard streams), and told to the patient: waiting (with the queue position), a
+doctor joined, the doctor left, or, when nobody came, what to do instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.cases.events import CaseEvent, CaseEvents
+from bot.cases.models import Actor, CaseStatus, CaseView, ClaimOutcome
+from bot.cases.store import CaseStore, after
+from bot.cases.summary import CaseSummarizer
+from bot.errors import MemoryUnavailable, StorageUnavailable
+from bot.locks import ChatLocks
+from bot.memory.base import SessionState, SessionStore, Turn
+from bot.models import utcnow
+from bot.replies import ReplyWriter
+
+logger = logging.getLogger(__name__)
+Send = Callable[[str, str], Awaitable[None]]  # (chat_id, text)
+
+
+class PatientChannels:
+    """How to reach a patient on each channel with a message nobody asked for."""
+
+    def __init__(self) -> None:
+        self._senders: dict[str, Send] = {}
+
+    def register(self, channel: str, send: Send) -> None:
+        """Let cases reach patients on `channel`."""
+        self._senders[channel] = send
+
+    async def send(self, channel: str, chat_id: str, text: str) -> bool:
+        """Deliver `text`; False when the channel cannot reach the patient now."""
+        send = self._senders.get(channel)
+        if send is None:
+            logger.warning("cannot reach a patient on channel %s; kept in the transcript", channel)
+            return False
+        try:
+            await send(chat_id, text)
+        except Exception as exc:
+            logger.error("could not deliver a case message: %s", type(exc).__name__)
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class CaseOptions:
+    """Deadlines: re-alert an unclaimed case after `realert_s[level]`; expire it after
+    `alerts_before_expiry` alerts have gone unanswered."""
+
+    realert_s: dict[str, float] = field(
+        default_factory=lambda: {"emergency": 120.0, "urgent": 1800.0, "routine": 14400.0}
+    )
+    alerts_before_expiry: int = 3
+    tick_s: float = 5.0
+
+    def deadline(self, level: str) -> float:
+        """Seconds until the next alert for a case of `level`."""
+        return self.realert_s.get(level, self.realert_s.get("routine", 14400.0))
+
+
+class CaseService:
+    """Move cases through their life and keep everyone told."""
+
+    def __init__(
+        self,
+        store: CaseStore,
+        sessions: SessionStore,
+        locks: ChatLocks,
+        summarizer: CaseSummarizer,
+        writer: ReplyWriter,
+        options: CaseOptions | None = None,
+    ) -> None:
+        self.store, self.sessions, self.locks = store, sessions, locks
+        self.summarizer, self.writer = summarizer, writer
+        self.options = options or CaseOptions()
+        self.events = CaseEvents()
+        self.patients = PatientChannels()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- opening --------------------------------------------------------------------------
+
+    def opened_soon(self, case_id: int) -> None:
+        """Announce a case from the engine without making the patient's reply wait."""
+        task = asyncio.create_task(self.opened(case_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def opened(self, case_id: int) -> None:
+        """Alert doctors at once, then write the summary (the alert is edited to show it)."""
+        try:
+            view = await self.store.view(case_id)
+            if view is None or view.status is not CaseStatus.OPEN:
+                return
+            first = await self.store.first_alert(case_id, after(self.options.deadline(view.level)))
+            if not first:  # already announced (the level may have risen): refresh only
+                await self._publish("updated", view)
+                return
+            await self._publish("opened", view)
+            await self.summarize(case_id)
+        except StorageUnavailable as exc:
+            logger.error("case %s: could not announce (%s)", case_id, exc)
+
+    async def waiting_text(self, case_id: int, language: str) -> str:
+        """Tell the patient their place in the queue and when to expect a doctor."""
+        view = await self.store.view(case_id)
+        if view is None or view.status is not CaseStatus.OPEN:
+            return ""
+        position = await self.store.position(case_id)
+        minutes = max(1, round(self.options.deadline(view.level) / 60))
+        return self.writer.text("doctor_waiting", language, position=position, minutes=minutes)
+
+    async def summarize(self, case_id: int) -> None:
+        """Write (or rewrite) the doctor's summary and publish it."""
+        detail = await self.store.detail(case_id)
+        if detail is None:
+            return
+        summary, source = await self.summarizer.summarize(
+            detail.case, detail.transcript, detail.triage
+        )
+        await self.store.set_summary(case_id, summary, source)
+        view = await self.store.view(case_id)
+        if view is not None:
+            await self._publish("summarized", view)
+
+    # --- doctors --------------------------------------------------------------------------
+
+    async def claim(self, case_id: int, actor: Actor) -> tuple[ClaimOutcome, CaseView | None]:
+        """Give the case to one doctor and put the patient through to them."""
+        outcome, view = await self.store.claim(case_id, actor)
+        if outcome is ClaimOutcome.CLAIMED and view is not None:
+            await self._set_mode(view, "with_doctor", view.id)
+            await self._publish("claimed", view, actor=actor.name)
+            await self._tell(view, "doctor_joined", None, doctor=actor.name)
+        return outcome, view
+
+    async def reply(self, case_id: int, actor: Actor, text: str) -> bool:
+        """Relay a doctor's message to the patient; False unless the doctor holds the case."""
+        view = await self.store.view(case_id)
+        text = text.strip()
+        if view is None or view.status is not CaseStatus.CLAIMED or not text:
+            return False
+        if not actor.holds(view) and actor.role != "admin":
+            return False
+        await self.store.record_doctor_message(case_id, actor, text)
+        with contextlib.suppress(MemoryUnavailable):
+            await self.sessions.append(
+                f"{view.channel}:{view.chat_id}", Turn(role="doctor", text=text)
+            )
+        delivered = await self.patients.send(view.channel, view.chat_id, f"{actor.name}: {text}")
+        await self._publish("doctor", view, actor=actor.name, text=text)
+        return delivered
+
+    async def resolve(
+        self, case_id: int, actor: Actor, outcome: str, disposition: str | None = None
+    ) -> CaseView | None:
+        """Close the case with an outcome note; the patient is back with CareBot."""
+        current = await self.store.view(case_id)
+        if current is None or current.status not in (CaseStatus.OPEN, CaseStatus.CLAIMED):
+            return None
+        taken = current.status is CaseStatus.CLAIMED and not actor.holds(current)
+        if taken and actor.role != "admin":
+            return None
+        view = await self.store.close(
+            case_id, CaseStatus.RESOLVED, actor.label, outcome or "resolved", disposition
+        )
+        if view is None:
+            return None
+        await self._set_mode(view, "bot", None)
+        await self._publish("resolved", view, actor=actor.name)
+        await self._tell(view, "doctor_left", None, doctor=actor.name)
+        return view
+
+    async def patient_message(self, case_id: int, text: str, red_flags: list[str]) -> None:
+        """Pass a patient's message to the doctor holding the case (and to the dashboard)."""
+        view = await self.store.view(case_id)
+        if view is not None:
+            await self._publish("patient", view, text=text, red_flags=red_flags)
+
+    # --- deadlines ------------------------------------------------------------------------
+
+    async def tick(self, now: datetime | None = None) -> None:
+        """Re-alert unclaimed cases past their deadline; expire those alerted enough."""
+        now = now or utcnow()
+        for case_id in await self.store.unannounced():  # opened by the CLI or another worker
+            await self.opened(case_id)
+        for view, alerts in await self.store.due(now):
+            if alerts >= self.options.alerts_before_expiry:
+                closed = await self.store.close(
+                    view.id, CaseStatus.EXPIRED, "carebot", "no doctor claimed the case in time"
+                )
+                if closed is not None:
+                    await self._set_mode(closed, "bot", None)
+                    await self._publish("expired", closed)
+                    await self._tell(closed, f"case_expired_{closed.level.value}", None)
+                continue
+            await self.store.schedule(
+                view.id, after(self.options.deadline(view.level), now), alerted=True
+            )
+            await self._publish("realerted", view)
+
+    async def run_deadlines(self) -> None:
+        """Check deadlines every few seconds until cancelled."""
+        while True:
+            try:
+                await self.tick()
+            except StorageUnavailable as exc:
+                logger.error("case deadlines: %s", exc)
+            await asyncio.sleep(self.options.tick_s)
+
+    async def aclose(self) -> None:
+        """Let announcements under way finish."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=10)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def _publish(self, kind: str, view: CaseView, **extra: object) -> None:
+        await self.events.publish(
+            CaseEvent(
+                kind=kind,
+                case_id=view.id,
+                level=view.level.value,
+                status=view.status.value,
+                **extra,
+            )
+        )
+
+    async def _set_mode(self, view: CaseView, mode: str, case_id: int | None) -> None:
+        key = f"{view.channel}:{view.chat_id}"
+        async with self.locks.hold(key):
+            try:
+                state = await self.sessions.get_state(key) or SessionState(consent=True)
+                state.mode = mode  # type: ignore[assignment]
+                state.escalation_id = case_id
+                await self.sessions.set_state(key, state)
+            except MemoryUnavailable:
+                logger.warning("case %s: session memory unavailable; mode not changed", view.id)
+
+    async def _tell(self, view: CaseView, key: str, language: str | None, **values: object) -> None:
+        key_chat = f"{view.channel}:{view.chat_id}"
+        if language is None:
+            try:
+                state = await self.sessions.get_state(key_chat)
+            except MemoryUnavailable:
+                state = None
+            language = (state.language if state else None) or "en"
+        text = self.writer.text(key, language, **values)
+        await self.patients.send(view.channel, view.chat_id, text)

@@ -1,0 +1,437 @@
+"""Cases in the database: every transition is one transaction with its audit event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from bot.cases.models import (
+    Actor,
+    AuditLine,
+    CaseDetail,
+    CaseStatus,
+    CaseView,
+    ClaimOutcome,
+    TranscriptLine,
+)
+from bot.models import TriageLevel, utcnow
+from bot.storage.repository import Storage, audit_event
+from bot.storage.tables import AuditEvent, Conversation, Escalation, Message, Patient
+
+ACTIVE = (CaseStatus.OPEN.value, CaseStatus.CLAIMED.value)
+
+
+def aware(at: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time CareBot stores is UTC."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+def _view(
+    s: Session,
+    esc: Escalation,
+    conv: Conversation | None = None,
+    patient: Patient | None = None,
+) -> CaseView:
+    conv = conv or s.get(Conversation, esc.conversation_id)
+    patient = patient or s.get(Patient, esc.patient_id)
+    assert esc.id is not None and conv is not None and patient is not None
+    return CaseView(
+        id=esc.id,
+        level=TriageLevel(esc.level),
+        status=CaseStatus(esc.status),
+        reasons=list(esc.reasons),
+        summary=esc.summary,
+        summary_source=esc.summary_source,
+        opened_by=esc.opened_by,
+        claimed_by=esc.claimed_by,
+        claimed_by_telegram_id=esc.claimed_by_telegram_id,
+        claimed_by_staff_id=esc.claimed_by_staff_id,
+        created_at=aware(esc.created_at) or utcnow(),
+        channel=conv.channel,
+        chat_id=conv.chat_id,
+        pseudonym=patient.pseudonym,
+    )
+
+
+class CaseStore:
+    """Read and move cases."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def view(self, case_id: int) -> CaseView | None:
+        """Return one case, or None."""
+
+        def work(s: Session) -> CaseView | None:
+            esc = s.get(Escalation, case_id)
+            return _view(s, esc) if esc is not None else None
+
+        return await self.storage.run(work)
+
+    async def queue(self) -> list[CaseView]:
+        """Open and claimed cases, most urgent first, then oldest first."""
+
+        def work(s: Session) -> list[CaseView]:
+            rows = s.exec(
+                select(Escalation, Conversation, Patient)
+                .join(Conversation, col(Conversation.id) == Escalation.conversation_id)
+                .join(Patient, col(Patient.id) == Escalation.patient_id)
+                .where(col(Escalation.status).in_(ACTIVE))
+            ).all()
+            views = [_view(s, e, c, p) for e, c, p in rows]
+            return sorted(views, key=lambda v: (-v.level.rank, v.created_at))
+
+        return await self.storage.run(work)
+
+    async def detail(self, case_id: int) -> CaseDetail | None:
+        """The case with its conversation, triage record and audit trail."""
+
+        def work(s: Session) -> CaseDetail | None:
+            esc = s.get(Escalation, case_id)
+            if esc is None:
+                return None
+            messages = s.exec(
+                select(Message)
+                .where(Message.conversation_id == esc.conversation_id)
+                .order_by(col(Message.id))
+            ).all()
+            transcript = [
+                TranscriptLine(
+                    role="patient"
+                    if m.direction == "in"
+                    else ("doctor" if m.kind == "doctor" else "bot"),
+                    text=m.text,
+                    at=aware(m.created_at) or utcnow(),
+                    author=str(m.meta.get("doctor")) if m.kind == "doctor" else None,
+                )
+                for m in messages
+                if m.text or m.direction == "in"
+            ]
+            triage = next(
+                (m.meta.get("triage") for m in reversed(messages) if m.meta.get("triage")), None
+            )
+            events = s.exec(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.subject_type == "escalation", AuditEvent.subject_id == str(case_id)
+                )
+                .order_by(col(AuditEvent.id))
+            ).all()
+            audit = [
+                AuditLine(
+                    at=aware(e.at) or utcnow(), actor=e.actor, action=e.action, details=e.details
+                )
+                for e in events
+            ]
+            return CaseDetail(case=_view(s, esc), transcript=transcript, audit=audit, triage=triage)
+
+        return await self.storage.run(work)
+
+    async def claim(self, case_id: int, actor: Actor) -> tuple[ClaimOutcome, CaseView | None]:
+        """Give an open case to one doctor; a second claim is refused."""
+
+        def work(s: Session) -> tuple[ClaimOutcome, CaseView | None]:
+            esc = s.get(Escalation, case_id, with_for_update=True)
+            if esc is None:
+                return ClaimOutcome.MISSING, None
+            if esc.status == CaseStatus.CLAIMED.value:
+                view = _view(s, esc)
+                mine = actor.holds(view)
+                return (ClaimOutcome.ALREADY_YOURS if mine else ClaimOutcome.TAKEN), view
+            if esc.status != CaseStatus.OPEN.value:
+                return ClaimOutcome.CLOSED, _view(s, esc)
+            esc.status, esc.claimed_by, esc.claimed_at = (
+                CaseStatus.CLAIMED.value,
+                actor.name,
+                utcnow(),
+            )
+            esc.claimed_by_telegram_id, esc.claimed_by_staff_id = actor.telegram_id, actor.staff_id
+            esc.next_alert_at = None
+            s.add(esc)
+            s.add(
+                audit_event(
+                    actor.label, "escalation.claimed", "escalation", str(case_id), by=actor.name
+                )
+            )
+            s.commit()
+            return ClaimOutcome.CLAIMED, _view(s, esc)
+
+        return await self.storage.run(work)
+
+    async def close(
+        self,
+        case_id: int,
+        status: CaseStatus,
+        actor: str,
+        outcome: str,
+        disposition: str | None = None,
+    ) -> CaseView | None:
+        """Resolve or expire an active case; None when it was not active."""
+
+        def work(s: Session) -> CaseView | None:
+            esc = s.get(Escalation, case_id, with_for_update=True)
+            if esc is None or esc.status not in ACTIVE:
+                return None
+            esc.status, esc.outcome, esc.disposition = status.value, outcome, disposition
+            esc.closed_at, esc.next_alert_at = utcnow(), None
+            s.add(esc)
+            action = f"escalation.{status.value}"
+            s.add(
+                audit_event(
+                    actor,
+                    action,
+                    "escalation",
+                    str(case_id),
+                    outcome=outcome,
+                    disposition=disposition,
+                )
+            )
+            s.commit()
+            return _view(s, esc)
+
+        return await self.storage.run(work)
+
+    async def schedule(
+        self,
+        case_id: int,
+        at: datetime | None,
+        alert_message_id: int | None = None,
+        alerted: bool = False,
+    ) -> None:
+        """Set when the case is next re-alerted (or expired), and the alert message."""
+
+        def work(s: Session) -> None:
+            esc = s.get(Escalation, case_id)
+            if esc is None:
+                return
+            esc.next_alert_at = at
+            if alert_message_id is not None:
+                esc.alert_message_id = alert_message_id
+            if alerted:
+                esc.alert_count += 1
+                s.add(
+                    audit_event(
+                        "carebot",
+                        "escalation.alerted",
+                        "escalation",
+                        str(case_id),
+                        count=esc.alert_count,
+                    )
+                )
+            s.add(esc)
+            s.commit()
+
+        await self.storage.run(work)
+
+    async def open_for_chat(
+        self, channel: str, chat_id: str, level: TriageLevel, reason: str, actor: str
+    ) -> int | None:
+        """Open a case on a conversation by hand (an operator); None for an unknown chat."""
+
+        def work(s: Session) -> int | None:
+            conv = s.exec(
+                select(Conversation).where(
+                    Conversation.channel == channel, Conversation.chat_id == chat_id
+                )
+            ).first()
+            if conv is None or conv.id is None:
+                return None
+            active = s.exec(
+                select(Escalation).where(
+                    Escalation.conversation_id == conv.id, col(Escalation.status).in_(ACTIVE)
+                )
+            ).first()
+            if active is not None:
+                return active.id
+            esc = Escalation(
+                conversation_id=conv.id,
+                patient_id=conv.patient_id,
+                level=level.value,
+                reasons=[reason],
+                opened_by="operator",
+            )
+            s.add(esc)
+            s.flush()
+            assert esc.id is not None
+            s.add(
+                audit_event(
+                    actor,
+                    "escalation.opened",
+                    "escalation",
+                    str(esc.id),
+                    level=level.value,
+                    reasons=[reason],
+                )
+            )
+            s.commit()
+            return esc.id
+
+        return await self.storage.run(work)
+
+    async def unannounced(self) -> list[int]:
+        """Open cases no doctor was alerted to yet (opened by another process)."""
+
+        def work(s: Session) -> list[int]:
+            rows = s.exec(
+                select(Escalation.id).where(
+                    Escalation.status == CaseStatus.OPEN.value, Escalation.alert_count == 0
+                )
+            ).all()
+            return [int(r) for r in rows if r is not None]
+
+        return await self.storage.run(work)
+
+    async def first_alert(self, case_id: int, next_at: datetime) -> bool:
+        """Count the first alert of a new case; False when it was announced before."""
+
+        def work(s: Session) -> bool:
+            esc = s.get(Escalation, case_id, with_for_update=True)
+            if esc is None or esc.alert_count > 0:
+                return False
+            esc.alert_count, esc.next_alert_at = 1, next_at
+            s.add(esc)
+            s.add(audit_event("carebot", "escalation.alerted", "escalation", str(case_id), count=1))
+            s.commit()
+            return True
+
+        return await self.storage.run(work)
+
+    async def due(self, now: datetime) -> list[tuple[CaseView, int]]:
+        """Open cases whose alert deadline has passed, with how many alerts they had."""
+
+        def work(s: Session) -> list[tuple[CaseView, int]]:
+            rows = s.exec(
+                select(Escalation).where(
+                    Escalation.status == CaseStatus.OPEN.value,
+                    col(Escalation.next_alert_at).is_not(None),
+                    col(Escalation.next_alert_at) <= now,
+                )
+            ).all()
+            return [(_view(s, e), e.alert_count) for e in rows]
+
+        return await self.storage.run(work)
+
+    async def set_alert_message(self, case_id: int, message_id: int | None) -> None:
+        """Remember the doctors' group message that shows the case."""
+
+        def work(s: Session) -> None:
+            esc = s.get(Escalation, case_id)
+            if esc is not None:
+                esc.alert_message_id = message_id
+                s.add(esc)
+                s.commit()
+
+        await self.storage.run(work)
+
+    async def alert_message(self, case_id: int) -> int | None:
+        """The doctors' group message that announced the case."""
+
+        def work(s: Session) -> int | None:
+            esc = s.get(Escalation, case_id)
+            return esc.alert_message_id if esc is not None else None
+
+        return await self.storage.run(work)
+
+    async def case_of_alert(self, alert_message_id: int) -> int | None:
+        """The case a doctors' group message announced (for replies to the alert)."""
+
+        def work(s: Session) -> int | None:
+            esc = s.exec(
+                select(Escalation).where(Escalation.alert_message_id == alert_message_id)
+            ).first()
+            return esc.id if esc is not None else None
+
+        return await self.storage.run(work)
+
+    async def claimed_by_telegram(self, telegram_id: int) -> CaseView | None:
+        """The case a Telegram doctor has claimed and not yet closed (the latest one)."""
+
+        def work(s: Session) -> CaseView | None:
+            esc = s.exec(
+                select(Escalation)
+                .where(
+                    Escalation.status == CaseStatus.CLAIMED.value,
+                    Escalation.claimed_by_telegram_id == telegram_id,
+                )
+                .order_by(col(Escalation.claimed_at).desc())
+            ).first()
+            return _view(s, esc) if esc is not None else None
+
+        return await self.storage.run(work)
+
+    async def claimed_telegram_id(self, case_id: int) -> int | None:
+        """The Telegram user who claimed the case, if it was claimed in Telegram."""
+
+        def work(s: Session) -> int | None:
+            esc = s.get(Escalation, case_id)
+            return esc.claimed_by_telegram_id if esc is not None else None
+
+        return await self.storage.run(work)
+
+    async def set_summary(self, case_id: int, summary: str, source: str) -> None:
+        """Store the case summary."""
+
+        def work(s: Session) -> None:
+            esc = s.get(Escalation, case_id)
+            if esc is not None:
+                esc.summary, esc.summary_source = summary, source
+                s.add(esc)
+                s.commit()
+
+        await self.storage.run(work)
+
+    async def record_doctor_message(self, case_id: int, actor: Actor, text: str) -> None:
+        """Keep a doctor's message in the patient's conversation."""
+
+        def work(s: Session) -> None:
+            esc = s.get(Escalation, case_id)
+            if esc is None:
+                return
+            s.add(
+                Message(
+                    conversation_id=esc.conversation_id,
+                    direction="out",
+                    channel_message_id=f"doctor-{case_id}-{utcnow().timestamp()}",
+                    text=text,
+                    status="sent",
+                    kind="doctor",
+                    meta={"doctor": actor.name, "case": case_id},
+                )
+            )
+            s.commit()
+
+        await self.storage.run(work)
+
+    async def conversation(self, case_id: int, limit: int = 30) -> list[TranscriptLine]:
+        """The last messages of the case's conversation, oldest first."""
+        detail = await self.detail(case_id)
+        return detail.transcript[-limit:] if detail else []
+
+    async def position(self, case_id: int) -> int:
+        """1-based place of an open case in the queue (0 when not waiting)."""
+
+        def work(s: Session) -> int:
+            me = s.get(Escalation, case_id)
+            if me is None or me.status != CaseStatus.OPEN.value:
+                return 0
+            mine = (-TriageLevel(me.level).rank, aware(me.created_at))
+            rows = s.exec(
+                select(Escalation.level, Escalation.created_at).where(
+                    Escalation.status == CaseStatus.OPEN.value
+                )
+            ).all()
+            return 1 + sum(1 for level, at in rows if (-TriageLevel(level).rank, aware(at)) < mine)
+
+        return await self.storage.run(work)
+
+
+def after(seconds: float, now: datetime | None = None) -> datetime:
+    """A deadline `seconds` from now."""
+    return (now or utcnow()) + timedelta(seconds=seconds)
+
+
+def details(view: CaseView) -> dict[str, Any]:
+    """What an event carries about a case (no patient text)."""
+    return {"id": view.id, "level": view.level.value, "status": view.status.value}

@@ -1,0 +1,168 @@
+"""The doctors' side of Telegram: case alerts in the doctors' group, claims, the hand-off.
+
+An alert per case goes to `CAREBOT_DOCTORS_CHAT_ID` with Claim / Open in dashboard buttons
+and is edited as the case moves. A doctor who claims talks to the patient through the bot:
+in a private chat with the bot, or by replying to the alert in the group; `/close [note]`
+resolves the case. The patient's messages reach the doctor's private chat (or the alert's
+thread when the doctor never started the bot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
+from telegram.error import BadRequest, Forbidden
+
+from bot.cases.events import CaseEvent
+from bot.cases.models import Actor, CaseStatus, CaseView, ClaimOutcome
+from bot.cases.service import CaseService
+from bot.channels.telegram.delivery import Sender, with_retries
+from bot.config import Settings
+
+logger = logging.getLogger(__name__)
+LEVEL_MARK = {"emergency": "🔴 EMERGENCY", "urgent": "🟠 URGENT", "routine": "🟢 ROUTINE"}
+CLAIMED_REPLIES = {
+    ClaimOutcome.CLAIMED: "The case is yours. Write to me privately (or reply to the alert) "
+    "to talk to the patient; /close NOTE ends it.",
+    ClaimOutcome.ALREADY_YOURS: "This case is already yours.",
+    ClaimOutcome.CLOSED: "This case is already closed.",
+    ClaimOutcome.MISSING: "This case no longer exists.",
+}
+
+
+def actor_of(user: User) -> Actor:
+    """A doctor in Telegram, by their Telegram name."""
+    return Actor(name=user.full_name[:128] or f"Doctor {user.id}", telegram_id=user.id)
+
+
+class DoctorsDesk:
+    """Alerts, claims and relays between the doctors' group, doctors' chats and patients."""
+
+    def __init__(self, bot: Bot, cases: CaseService, settings: Settings) -> None:
+        self.bot, self.cases, self.settings = bot, cases, settings
+        self.chat_id = settings.doctors_chat_id
+
+    # --- alerts -------------------------------------------------------------------------
+
+    def alert_text(self, view: CaseView) -> str:
+        """The alert: level, age, state and the summary."""
+        minutes = int(view.age_s() // 60)
+        state = {
+            CaseStatus.OPEN: "waiting for a doctor",
+            CaseStatus.CLAIMED: f"✅ claimed by {view.claimed_by}",
+            CaseStatus.RESOLVED: f"✔️ resolved by {view.claimed_by or 'a doctor'}",
+            CaseStatus.EXPIRED: "⌛ expired: no doctor in time; the patient was told what to do",
+        }[view.status]
+        mark = LEVEL_MARK.get(view.level.value, view.level.value.upper())
+        summary = view.summary or "Summary being written… Reasons: " + ", ".join(view.reasons)
+        return f"{mark} · case #{view.id} · opened {minutes} min ago\n{state}\n\n{summary}"
+
+    def buttons(self, view: CaseView) -> InlineKeyboardMarkup:
+        """Claim (while open) and Open in dashboard."""
+        row = []
+        if view.status is CaseStatus.OPEN:
+            row.append(InlineKeyboardButton("Claim", callback_data=f"claim:{view.id}"))
+        url = f"{self.settings.dashboard_base_url}/dashboard/cases/{view.id}"
+        row.append(InlineKeyboardButton("Open in dashboard", url=url))
+        return InlineKeyboardMarkup([row])
+
+    async def on_event(self, event: CaseEvent) -> None:
+        """Keep the doctors' group in step with the case."""
+        if event.kind == "patient":
+            await self._relay_to_doctor(event)
+            return
+        if self.chat_id is None or event.kind == "doctor":
+            return
+        view = await self.cases.store.view(event.case_id)
+        if view is None:
+            return
+        sender = Sender(self.bot, self.chat_id)
+        old = await self.cases.store.alert_message(view.id)
+        if event.kind in ("opened", "realerted") or old is None:
+            if event.kind == "realerted":
+                # Pop the case up again; the previous alert loses its Claim button.
+                text = "⏰ Still unclaimed.\n" + self.alert_text(view)
+            else:
+                text = self.alert_text(view)
+            sent = await sender.send(text, self.buttons(view))
+            if old is not None:
+                with contextlib.suppress(BadRequest):
+                    await with_retries(
+                        lambda: self.bot.edit_message_reply_markup(
+                            chat_id=self.chat_id, message_id=old, reply_markup=None
+                        )
+                    )
+            await self.cases.store.set_alert_message(view.id, sent[-1].message_id)
+            return
+        with contextlib.suppress(BadRequest):  # "message is not modified" and the like
+            await sender.edit_id(old, self.alert_text(view), self.buttons(view))
+
+    async def _relay_to_doctor(self, event: CaseEvent) -> None:
+        view = await self.cases.store.view(event.case_id)
+        if view is None or view.status is not CaseStatus.CLAIMED or not event.text:
+            return
+        flags = f"\n⚠️ Red flags: {', '.join(event.red_flags)}" if event.red_flags else ""
+        text = f"Patient (case #{view.id}): {event.text}{flags}"
+        doctor = await self.cases.store.claimed_telegram_id(view.id)
+        if doctor is not None:
+            try:
+                await Sender(self.bot, doctor).send(text)
+                return
+            except Forbidden:
+                logger.info("case %s: doctor never started the bot; relaying in the group", view.id)
+        if self.chat_id is not None:
+            alert = await self.cases.store.alert_message(view.id)
+            await Sender(self.bot, self.chat_id, reply_to=alert).send(text)
+
+    # --- doctors' actions ---------------------------------------------------------------
+
+    async def group_callback(self, query: CallbackQuery) -> None:
+        """A button pressed in the doctors' group."""
+        action, _, value = (query.data or "").partition(":")
+        if action != "claim" or not value.isdigit():
+            with contextlib.suppress(BadRequest):
+                await with_retries(query.answer)
+            return
+        outcome, view = await self.cases.claim(int(value), actor_of(query.from_user))
+        if outcome is ClaimOutcome.TAKEN and view is not None:
+            answer = f"Already claimed by {view.claimed_by}."
+        else:
+            answer = CLAIMED_REPLIES[outcome]
+        with contextlib.suppress(BadRequest):
+            await with_retries(lambda: query.answer(answer, show_alert=True))
+
+    async def group_message(self, message: Message) -> None:
+        """A reply to an alert in the doctors' group goes to that case's patient."""
+        reply_to = message.reply_to_message
+        if reply_to is None or message.from_user is None or not message.text:
+            return
+        case_id = await self.cases.store.case_of_alert(reply_to.message_id)
+        if case_id is not None:
+            await self._doctor_says(case_id, message, Sender(self.bot, message.chat_id))
+
+    async def private_message(self, message: Message) -> bool:
+        """A doctor's private message while holding a case; False for anyone else."""
+        user = message.from_user
+        if user is None or not message.text:
+            return False
+        view = await self.cases.store.claimed_by_telegram(user.id)
+        if view is None:
+            return False
+        await self._doctor_says(view.id, message, Sender(self.bot, message.chat_id))
+        return True
+
+    async def _doctor_says(self, case_id: int, message: Message, sender: Sender) -> None:
+        assert message.from_user is not None and message.text is not None
+        actor = actor_of(message.from_user)
+        text = message.text.strip()
+        if text.split(" ", 1)[0].split("@", 1)[0].lower() == "/close":
+            note = text.partition(" ")[2].strip() or "closed by the doctor"
+            view = await self.cases.resolve(case_id, actor, note)
+            await sender.send(
+                f"Case #{case_id} resolved." if view else f"Case #{case_id} is not yours to close."
+            )
+            return
+        if not await self.cases.reply(case_id, actor, text):
+            await sender.send(f"Case #{case_id}: not delivered (claim the case first).")

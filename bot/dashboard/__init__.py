@@ -1,0 +1,1 @@
+"""The doctors' dashboard: staff sign-in, the case queue, case pages and live updates."""

@@ -1,0 +1,283 @@
+"""Staff accounts: create, list, disable, and sign in with a lockout after repeated failures."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot.cases.models import Actor
+from bot.cases.store import aware
+from bot.dashboard.errors import DuplicateAccount, InvalidAccount, UnknownAccount
+from bot.dashboard.passwords import Passwords
+from bot.dashboard.roles import CLINICIANS, Role
+from bot.models import utcnow
+from bot.storage.repository import Storage, audit_event
+from bot.storage.tables import StaffUser
+
+logger = logging.getLogger(__name__)
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
+
+
+class StaffAccount(BaseModel):
+    """A staff member as the dashboard sees them (no password hash)."""
+
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    telegram_user_id: int | None
+    disabled: bool
+    locked_until: datetime | None
+
+    @property
+    def label(self) -> str:
+        """How the account appears in the audit log."""
+        return f"staff:{self.id}"
+
+    @property
+    def reads_cases(self) -> bool:
+        """Operators cannot read transcripts unless they are also doctors."""
+        return self.role in CLINICIANS
+
+    def actor(self) -> Actor:
+        """The account acting on a case."""
+        return Actor(
+            name=self.display_name,
+            role=self.role.value,
+            staff_id=self.id,
+            telegram_id=self.telegram_user_id,
+        )
+
+
+class LoginFailure(StrEnum):
+    """Why a sign-in was refused."""
+
+    WRONG = "wrong"  # unknown username or wrong password: the page does not say which
+    LOCKED = "locked"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """The account that signed in, or why nobody did."""
+
+    account: StaffAccount | None
+    failure: LoginFailure | None = None
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """Lock an account for `lockout_s` after `max_failures` wrong passwords in a row."""
+
+    max_failures: int = 5
+    lockout_s: float = 900.0
+
+
+def account_from_row(row: StaffUser) -> StaffAccount:
+    """The dashboard's view of a stored account."""
+    assert row.id is not None
+    return StaffAccount(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        role=Role(row.role),
+        telegram_user_id=row.telegram_user_id,
+        disabled=row.disabled,
+        locked_until=aware(row.locked_until),
+    )
+
+
+def normalize_username(username: str) -> str:
+    """Return the stored form of a username (lower case); refuse odd ones."""
+    name = username.strip().lower()
+    if not USERNAME.fullmatch(name):
+        raise InvalidAccount(
+            f"username {username!r}: use 2-64 letters, digits, '.', '_', '-' or '@'"
+        )
+    return name
+
+
+class StaffAccounts:
+    """Create, find and sign in staff accounts; every change is audited."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        passwords: Passwords | None = None,
+        policy: LockoutPolicy | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.storage = storage
+        self.passwords = passwords or Passwords()
+        self.policy = policy or LockoutPolicy()
+        self.clock = clock
+
+    async def add(
+        self,
+        username: str,
+        display_name: str,
+        role: Role,
+        password: str,
+        telegram_user_id: int | None = None,
+        by: str = "cli",
+    ) -> StaffAccount:
+        """Create an account; raise DuplicateAccount or InvalidAccount."""
+        name = normalize_username(username)
+        display = display_name.strip()
+        if not 1 <= len(display) <= 128:
+            raise InvalidAccount("the display name needs 1-128 characters")
+        hashed = self.passwords.hash(password)
+
+        def work(s: Session) -> StaffAccount:
+            if s.exec(select(StaffUser).where(StaffUser.username == name)).first():
+                raise DuplicateAccount(f"a user named {name!r} already exists")
+            if (
+                telegram_user_id is not None
+                and s.exec(
+                    select(StaffUser).where(StaffUser.telegram_user_id == telegram_user_id)
+                ).first()
+            ):
+                raise DuplicateAccount(f"Telegram id {telegram_user_id} belongs to another user")
+            row = StaffUser(
+                username=name,
+                display_name=display,
+                role=Role(role).value,
+                password_hash=hashed,
+                telegram_user_id=telegram_user_id,
+            )
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError as exc:  # a concurrent add of the same name
+                raise DuplicateAccount(f"a user named {name!r} already exists") from exc
+            assert row.id is not None
+            s.add(audit_event(by, "staff.created", "staff_user", str(row.id), role=row.role))
+            s.commit()
+            return account_from_row(row)
+
+        account = await self.storage.run(work)
+        logger.info("staff account %s created (%s)", account.id, account.role.value)
+        return account
+
+    async def all(self) -> list[StaffAccount]:
+        """Every account, by username."""
+
+        def work(s: Session) -> list[StaffAccount]:
+            rows = s.exec(select(StaffUser).order_by(col(StaffUser.username))).all()
+            return [account_from_row(r) for r in rows]
+
+        return await self.storage.run(work)
+
+    async def disable(self, username: str, by: str = "cli") -> StaffAccount:
+        """Stop an account from signing in; raise UnknownAccount."""
+        name = username.strip().lower()
+
+        def work(s: Session) -> StaffAccount:
+            row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
+            if row is None or row.id is None:
+                raise UnknownAccount(f"no user named {name!r}")
+            if not row.disabled:
+                row.disabled = True
+                s.add(row)
+                s.add(audit_event(by, "staff.disabled", "staff_user", str(row.id)))
+                s.commit()
+            return account_from_row(row)
+
+        return await self.storage.run(work)
+
+    async def authenticate(self, username: str, password: str, client: str = "") -> LoginResult:
+        """Check a username and password, counting failures and locking after too many."""
+        name = username.strip().lower()
+        now = self.clock()
+
+        def refuse(s: Session, subject: str, reason: str, **details: object) -> None:
+            s.add(
+                audit_event(
+                    f"staff:{subject}" if subject != "unknown" else "anonymous",
+                    "staff.login_failed",
+                    "staff_user",
+                    subject,
+                    reason=reason,
+                    client=client,
+                    **details,
+                )
+            )
+            s.commit()
+
+        def work(s: Session) -> LoginResult:
+            row = s.exec(
+                select(StaffUser).where(StaffUser.username == name).with_for_update()
+            ).first()
+            if row is None or row.id is None:
+                # The typed name is not recorded: people type passwords into it by mistake.
+                self.passwords.decoy(password)
+                refuse(s, "unknown", "unknown_user")
+                return LoginResult(None, LoginFailure.WRONG)
+            subject = str(row.id)
+            locked_until = aware(row.locked_until)
+            if locked_until is not None and locked_until > now:
+                self.passwords.decoy(password)
+                refuse(s, subject, "locked")
+                return LoginResult(None, LoginFailure.LOCKED, locked_until)
+            right = self.passwords.verify(row.password_hash, password)
+            if row.disabled:
+                refuse(s, subject, "disabled")
+                return LoginResult(None, LoginFailure.DISABLED if right else LoginFailure.WRONG)
+            if not right:
+                return self._count_failure(s, row, now, refuse)
+            row.failed_logins, row.locked_until = 0, None
+            if self.passwords.needs_rehash(row.password_hash):
+                row.password_hash = self.passwords.hash(password)
+            s.add(row)
+            s.add(
+                audit_event(f"staff:{subject}", "staff.login", "staff_user", subject, client=client)
+            )
+            s.commit()
+            return LoginResult(account_from_row(row))
+
+        result = await self.storage.run(work)
+        if result.account is not None:
+            logger.info("staff account %s signed in", result.account.id)
+        else:
+            logger.info("a dashboard sign-in was refused (%s)", result.failure)
+        return result
+
+    def _count_failure(
+        self,
+        s: Session,
+        row: StaffUser,
+        now: datetime,
+        refuse: Callable[..., None],
+    ) -> LoginResult:
+        row.failed_logins += 1
+        failures = row.failed_logins
+        if failures < self.policy.max_failures:
+            s.add(row)
+            refuse(s, str(row.id), "wrong_password", failures=failures)
+            return LoginResult(None, LoginFailure.WRONG)
+        # Locked: the count starts again when the lock runs out.
+        row.failed_logins = 0
+        row.locked_until = now + timedelta(seconds=self.policy.lockout_s)
+        s.add(row)
+        s.add(
+            audit_event(
+                "carebot",
+                "staff.locked",
+                "staff_user",
+                str(row.id),
+                until=row.locked_until.isoformat(),
+                failures=failures,
+            )
+        )
+        refuse(s, str(row.id), "wrong_password", failures=failures)
+        logger.warning("staff account %s locked after %d failed sign-ins", row.id, failures)
+        return LoginResult(None, LoginFailure.LOCKED, row.locked_until)

@@ -1,0 +1,40 @@
+"""Mount the dashboard on the web app: routes, static files, refusals as pages."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from bot.dashboard.guards import Denied
+from bot.dashboard.pages import STATIC, Pages
+from bot.dashboard.routes import router
+
+HEADINGS = {401: "Please sign in", 403: "Not allowed", 404: "Not found"}
+
+
+async def _denied(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Denied)
+    if exc.to_login:
+        return RedirectResponse(f"/dashboard/login?next={quote(request.url.path)}", 303)
+    pages: Pages = request.app.state.dashboard_pages
+    return pages.render(
+        "error.html",
+        status=exc.status,
+        page="error",
+        events=None,
+        who=exc.who,
+        title=HEADINGS.get(exc.status, "Refused"),
+        heading=HEADINGS.get(exc.status, "Refused"),
+        message=exc.message,
+    )
+
+
+def mount_dashboard(app: FastAPI) -> None:
+    """Serve the dashboard under /dashboard on `app`."""
+    app.state.dashboard_pages = Pages()
+    app.include_router(router)
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+    app.add_exception_handler(Denied, _denied)

@@ -1,0 +1,129 @@
+"""`carebot users add|list|disable`: the dashboard's staff accounts (patients have none)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from bot.dashboard.roles import Role
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.storage.repository import Storage
+
+T = TypeVar("T")
+users_app = typer.Typer(help="Staff accounts for the doctors' dashboard.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    from bot.cli import _settings
+
+    return _settings()
+
+
+def _with_storage(settings: Settings, work: Callable[[Storage], Coroutine[Any, Any, T]]) -> T:
+    from bot.dashboard.errors import AccountError
+    from bot.storage.migrate import upgrade
+    from bot.storage.repository import Storage, make_engine
+
+    # Each migration is announced at INFO: noise in a one-line command's output.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        upgrade(engine)
+        return asyncio.run(work(Storage(engine)))
+    except AccountError as exc:
+        typer.echo(f"carebot: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password (10 characters or more): ")
+    if getpass.getpass("Repeat the password: ") != first:
+        typer.echo("carebot: the passwords differ; nothing was created", err=True)
+        raise typer.Exit(2)
+    return first
+
+
+@users_app.command("add")
+def add(
+    username: Annotated[str, typer.Argument(help="Sign-in name, e.g. ada.lovelace.")],
+    role: Annotated[Role, typer.Option(help="doctor, operator or admin.")],
+    name: Annotated[str, typer.Option("--name", help='Shown to patients: "Dr Ada".')],
+    telegram_id: Annotated[
+        int | None, typer.Option(help="Their Telegram user id, for the doctors' group.")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a staff account (the password is asked for twice unless piped)."""
+    from bot.dashboard.accounts import StaffAccounts
+    from bot.dashboard.passwords import MIN_LENGTH
+
+    config = _settings()
+    password = _read_password(password_stdin)
+    if len(password) < MIN_LENGTH:
+        typer.echo(f"carebot: a password needs at least {MIN_LENGTH} characters", err=True)
+        raise typer.Exit(2)
+    account = _with_storage(
+        config,
+        lambda storage: StaffAccounts(storage).add(username, name, role, password, telegram_id),
+    )
+    typer.echo(f"created {account.role.value} {account.username} ({account.display_name})")
+
+
+@users_app.command("list")
+def list_() -> None:
+    """List staff accounts: username, name, role, Telegram id, state."""
+    from bot.dashboard.accounts import StaffAccounts
+    from bot.models import utcnow
+
+    accounts = _with_storage(_settings(), lambda storage: StaffAccounts(storage).all())
+    if not accounts:
+        typer.echo("no staff accounts yet: carebot users add USERNAME --role doctor --name ...")
+        return
+    now = utcnow()
+    rows = [("USERNAME", "NAME", "ROLE", "TELEGRAM", "STATE")]
+    for a in accounts:
+        state = "disabled" if a.disabled else "active"
+        if not a.disabled and a.locked_until is not None and a.locked_until > now:
+            state = f"locked until {a.locked_until:%H:%M} UTC"
+        telegram = str(a.telegram_user_id) if a.telegram_user_id else "-"
+        rows.append((a.username, a.display_name, a.role.value, telegram, state))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@users_app.command("disable")
+def disable(
+    username: Annotated[str, typer.Argument(help="The account to disable.")],
+) -> None:
+    """Stop an account from signing in and end its open sign-ins."""
+    from bot.dashboard.accounts import StaffAccounts
+    from bot.dashboard.sessions import LoginSessions
+
+    config = _settings()
+
+    async def work(storage: Storage) -> int:
+        account = await StaffAccounts(storage).disable(username)
+        return await LoginSessions(storage, config.dashboard_session_idle_s).end_all(account.id)
+
+    ended = _with_storage(config, work)
+    typer.echo(f"disabled {username.strip().lower()} (signed out of {ended} session(s))")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `carebot users` to the `carebot` CLI."""
+    app.add_typer(users_app, name="users")

@@ -1,0 +1,84 @@
+"""Who may use which dashboard route: signed in, the right role, and a CSRF token on POSTs.
+
+A page asked for without a sign-in redirects to the login page; a POST or a live stream
+without one gets 401. A signed-in operator gets 403 on everything that shows patients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Form, Request
+
+from bot.dashboard import csrf
+from bot.dashboard.roles import CLINICIANS, Role
+from bot.dashboard.services import services
+from bot.dashboard.sessions import COOKIE, SignedIn
+
+EVERYONE = frozenset(Role)
+NOT_FOR_OPERATORS = (
+    "Your account cannot open patient cases: operators cannot read transcripts unless they "
+    "are also doctors. Ask an administrator if you need this."
+)
+
+
+class Denied(Exception):
+    """A request the dashboard refuses; `to_login` sends the browser to the login page."""
+
+    def __init__(
+        self, status: int, message: str, to_login: bool = False, who: SignedIn | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.to_login, self.who = status, message, to_login, who
+
+
+async def signed_in(request: Request, touch: bool = True) -> SignedIn | None:
+    """Return who holds the request's sign-in cookie, if anyone."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    return await services(request).sessions.resolve(token, touch)
+
+
+def _allowed(who: SignedIn | None, roles: frozenset[Role], page: bool) -> SignedIn:
+    if who is None:
+        raise Denied(401, "Please sign in to the dashboard.", to_login=page)
+    if who.account.role not in roles:
+        raise Denied(403, NOT_FOR_OPERATORS, who=who)
+    return who
+
+
+def _page(roles: frozenset[Role]) -> Callable[[Request], Awaitable[SignedIn]]:
+    async def check(request: Request) -> SignedIn:
+        return _allowed(await signed_in(request), roles, page=True)
+
+    return check
+
+
+def _stream(roles: frozenset[Role]) -> Callable[[Request], Awaitable[SignedIn]]:
+    async def check(request: Request) -> SignedIn:
+        # A stream is not the person acting: it does not keep an idle sign-in alive.
+        return _allowed(await signed_in(request, touch=False), roles, page=False)
+
+    return check
+
+
+def _form(roles: frozenset[Role]) -> Callable[..., Awaitable[SignedIn]]:
+    async def check(
+        request: Request, csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = ""
+    ) -> SignedIn:
+        who = _allowed(await signed_in(request), roles, page=False)
+        if not csrf.matches(who.csrf_token, csrf_token):
+            raise Denied(
+                403, "This form has expired. Go back, reload the page and try again.", who=who
+            )
+        return who
+
+    return check
+
+
+ClinicianPage = Annotated[SignedIn, Depends(_page(CLINICIANS))]
+ClinicianStream = Annotated[SignedIn, Depends(_stream(CLINICIANS))]
+ClinicianForm = Annotated[SignedIn, Depends(_form(CLINICIANS))]
+StaffForm = Annotated[SignedIn, Depends(_form(EVERYONE))]

@@ -1,0 +1,52 @@
+"""What the dashboard's routes work with, built from the running CareBot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from bot.cases.service import CaseService
+from bot.dashboard.accounts import LockoutPolicy, StaffAccounts
+from bot.dashboard.actions import CaseActions
+from bot.dashboard.pages import Pages
+from bot.dashboard.sessions import LoginSessions
+from bot.runtime import Runtime
+from bot.triage.rules import TriageRules
+
+
+@dataclass(frozen=True)
+class DashboardServices:
+    """Accounts, sign-ins and cases, configured from the runtime's settings."""
+
+    accounts: StaffAccounts
+    sessions: LoginSessions
+    cases: CaseService
+    actions: CaseActions
+    rules: TriageRules
+    pages: Pages
+    heartbeat_s: float
+
+    @classmethod
+    def of(cls, runtime: Runtime, pages: Pages) -> DashboardServices:
+        """Build the services over the runtime's database and case service."""
+        settings = runtime.settings
+        policy = LockoutPolicy(settings.dashboard_max_failed_logins, settings.dashboard_lockout_s)
+        return cls(
+            accounts=StaffAccounts(runtime.storage, policy=policy),
+            sessions=LoginSessions(runtime.storage, settings.dashboard_session_idle_s),
+            cases=runtime.cases,
+            actions=CaseActions(runtime.cases),
+            rules=runtime.engine.rules,
+            pages=pages,
+            heartbeat_s=settings.dashboard_heartbeat_s,
+        )
+
+
+def services(request: Request) -> DashboardServices:
+    """The dashboard's services, built on first use once the app's runtime has started."""
+    state = request.app.state
+    built: DashboardServices | None = getattr(state, "dashboard", None)
+    if built is None or built.cases is not state.runtime.cases:  # a restarted app: rebuild
+        built = state.dashboard = DashboardServices.of(state.runtime, state.dashboard_pages)
+    return built

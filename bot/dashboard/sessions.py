@@ -1,0 +1,129 @@
+"""Dashboard sign-ins: a random token in a cookie, its hash and CSRF token in the database."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fastapi import Response
+from sqlmodel import Session, col, delete, select
+
+from bot.cases.store import aware
+from bot.dashboard.accounts import StaffAccount, account_from_row
+from bot.models import utcnow
+from bot.storage.repository import Storage, audit_event
+from bot.storage.tables import StaffSession, StaffUser
+
+logger = logging.getLogger(__name__)
+COOKIE = "carebot_session"
+COOKIE_PATH = "/dashboard"
+TOUCH_EVERY = timedelta(seconds=60)  # write last_seen_at at most once a minute per session
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A staff member signed in to the dashboard, with the CSRF token of their forms."""
+
+    session_id: int
+    account: StaffAccount
+    csrf_token: str
+
+
+class LoginSessions:
+    """Start, look up and end sign-ins; a sign-in ends after `idle_s` without a request."""
+
+    def __init__(
+        self, storage: Storage, idle_s: float, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.storage, self.idle = storage, timedelta(seconds=idle_s)
+        self.clock = clock
+
+    async def start(self, account: StaffAccount) -> str:
+        """Open a sign-in for `account`; return the token for the browser's cookie."""
+        token = secrets.token_urlsafe(32)
+
+        def work(s: Session) -> None:
+            now = self.clock()
+            # Sign-ins left idle are swept here rather than by a timer.
+            s.execute(delete(StaffSession).where(col(StaffSession.last_seen_at) < now - self.idle))
+            s.add(
+                StaffSession(
+                    token_hash=_digest(token),
+                    staff_id=account.id,
+                    csrf_token=secrets.token_urlsafe(32),
+                    created_at=now,
+                    last_seen_at=now,
+                )
+            )
+            s.commit()
+
+        await self.storage.run(work)
+        return token
+
+    async def resolve(self, token: str, touch: bool = True) -> SignedIn | None:
+        """Return who holds `token`, or None when it is unknown, idle too long or disabled."""
+
+        def work(s: Session) -> SignedIn | None:
+            row = s.exec(
+                select(StaffSession).where(StaffSession.token_hash == _digest(token))
+            ).first()
+            if row is None or row.id is None:
+                return None
+            user = s.get(StaffUser, row.staff_id)
+            now = self.clock()
+            last_seen = aware(row.last_seen_at) or now
+            if user is None or user.disabled or now - last_seen > self.idle:
+                s.delete(row)
+                s.commit()
+                return None
+            if touch and now - last_seen > TOUCH_EVERY:
+                row.last_seen_at = now
+                s.add(row)
+                s.commit()
+            return SignedIn(row.id, account_from_row(user), row.csrf_token)
+
+        return await self.storage.run(work)
+
+    async def end(self, signed_in: SignedIn) -> None:
+        """Sign out: the token stops working at once."""
+        label = signed_in.account.label
+
+        def work(s: Session) -> None:
+            s.execute(delete(StaffSession).where(col(StaffSession.id) == signed_in.session_id))
+            s.add(audit_event(label, "staff.logout", "staff_user", str(signed_in.account.id)))
+            s.commit()
+
+        await self.storage.run(work)
+        logger.info("staff account %s signed out", signed_in.account.id)
+
+    async def end_all(self, staff_id: int) -> int:
+        """End every sign-in of an account (when it is disabled); return how many."""
+
+        def work(s: Session) -> int:
+            result = s.execute(delete(StaffSession).where(col(StaffSession.staff_id) == staff_id))
+            s.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+        return await self.storage.run(work)
+
+
+def set_session_cookie(response: Response, token: str, secure: bool) -> None:
+    """Give the browser its sign-in token: script cannot read it, other sites cannot send it."""
+    response.set_cookie(
+        COOKIE, token, path=COOKIE_PATH, httponly=True, samesite="strict", secure=secure
+    )
+
+
+def clear_session_cookie(response: Response, secure: bool) -> None:
+    """Make the browser forget its sign-in token."""
+    response.delete_cookie(
+        COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=secure
+    )

@@ -1,0 +1,175 @@
+"""Who may use which dashboard route, for every route the app has (a new one cannot slip by)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.channels.web import create_web_app
+from bot.dashboard.roles import Role
+from bot.runtime import Runtime
+from tests.dashboard.live import LiveServer, csrf_of, sign_in
+
+PUBLIC = {("GET", "/dashboard/login"), ("POST", "/dashboard/login")}
+ANY_STAFF = {("POST", "/dashboard/logout")}
+
+
+async def _never_started() -> Runtime:
+    raise AssertionError("only the routes are read")
+
+
+def _walk(routes: Iterable[Any]) -> Iterator[tuple[str, str]]:
+    for route in routes:
+        if hasattr(route, "effective_route_contexts"):  # an included router (FastAPI >= 0.16x)
+            yield from _walk(route.effective_route_contexts())
+        elif isinstance(getattr(route, "methods", None), set):
+            yield from ((method, str(route.path)) for method in route.methods)
+
+
+def dashboard_routes() -> list[tuple[str, str]]:
+    """(method, path) of every route the web app serves under /dashboard."""
+    app = create_web_app(_never_started)
+    return sorted({(m, path) for m, path in _walk(app.routes) if path.startswith("/dashboard")})
+
+
+ROUTES = dashboard_routes()
+GUARDED = [r for r in ROUTES if r not in PUBLIC]
+FOR_CLINICIANS = [r for r in GUARDED if r not in ANY_STAFF]
+
+
+@pytest.fixture(scope="module")
+def case_id(live: LiveServer) -> int:
+    return live.open_case("access-1")
+
+
+@pytest.fixture(scope="module")
+def operator(live: LiveServer) -> Iterator[httpx.Client]:
+    live.add_staff("olly", Role.OPERATOR, "Olly Operator")
+    client, res = sign_in(live.url, "olly")
+    assert res.status_code == 303
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def doctor(live: LiveServer) -> Iterator[httpx.Client]:
+    live.add_staff("dana", Role.DOCTOR, "Dr Dana")
+    client, res = sign_in(live.url, "dana")
+    assert res.status_code == 303
+    yield client
+    client.close()
+
+
+def _request(
+    client: httpx.Client, method: str, path: str, case_id: int, data: dict[str, str]
+) -> httpx.Response:
+    url = path.replace("{case_id}", str(case_id))
+    if url.endswith("/events"):
+        with client.stream(method, url) as res:
+            res.read() if res.status_code != 200 else next(res.iter_text())
+            return res
+    return client.request(method, url, data=data if method == "POST" else None)
+
+
+def test_the_routes_are_the_ones_expected() -> None:
+    # Adding a route means deciding who may use it: this list and the tests below say so.
+    assert {path for _m, path in ROUTES} >= {
+        "/dashboard",
+        "/dashboard/events",
+        "/dashboard/cases/{case_id}",
+        "/dashboard/cases/{case_id}/events",
+        "/dashboard/cases/{case_id}/claim",
+        "/dashboard/cases/{case_id}/reply",
+        "/dashboard/cases/{case_id}/resolve",
+        "/dashboard/logout",
+    }
+    assert set(ROUTES) >= PUBLIC
+
+
+@pytest.mark.parametrize(("method", "path"), GUARDED)
+def test_anonymous_is_sent_to_login_or_refused(
+    live: LiveServer, case_id: int, method: str, path: str
+) -> None:
+    with httpx.Client(base_url=live.url, follow_redirects=False) as anonymous:
+        res = _request(anonymous, method, path, case_id, {"text": "x", "outcome": "x"})
+    if method == "GET" and not path.endswith("/events"):
+        assert res.status_code == 303
+        assert res.headers["location"].startswith("/dashboard/login?next=/dashboard")
+    else:
+        assert res.status_code == 401
+    assert "Chief complaint" not in res.text and "chest pain" not in res.text
+
+
+@pytest.mark.parametrize(("method", "path"), FOR_CLINICIANS)
+def test_operators_cannot_read_cases(
+    live: LiveServer, operator: httpx.Client, case_id: int, method: str, path: str
+) -> None:
+    token = csrf_of(operator.get("/dashboard").text)  # the sign-out form on the 403 page
+    res = _request(operator, method, path, case_id, {"csrf_token": token, "text": "hello"})
+    assert res.status_code == 403
+    assert "chest pain" not in res.text
+    if not path.endswith("/events"):
+        assert "operators cannot read transcripts unless they are also doctors" in res.text
+
+
+@pytest.mark.parametrize(("method", "path"), [r for r in FOR_CLINICIANS if r[0] == "GET"])
+def test_doctors_can_read(
+    live: LiveServer, doctor: httpx.Client, case_id: int, method: str, path: str
+) -> None:
+    res = _request(doctor, method, path, case_id, {})
+    assert res.status_code == 200
+    if path.endswith("/events"):
+        assert res.headers["content-type"].startswith("text/event-stream")
+    else:
+        assert "chest pain" in res.text
+
+
+@pytest.mark.parametrize("token", ["", "forged-token"])
+@pytest.mark.parametrize(("method", "path"), [r for r in GUARDED if r[0] == "POST"])
+def test_a_post_without_the_right_csrf_token_is_refused(
+    live: LiveServer, doctor: httpx.Client, case_id: int, method: str, path: str, token: str
+) -> None:
+    data = {"text": "hello", "outcome": "done", "disposition": "no_action"}
+    if token:
+        data["csrf_token"] = token
+    res = _request(doctor, method, path, case_id, data)
+    assert res.status_code == 403 and "form has expired" in res.text
+    # Nothing happened: still signed in, the case still open, no message sent.
+    assert doctor.get("/dashboard").status_code == 200
+    detail = live.call(lambda rt: rt.cases.store.detail(case_id))
+    assert detail is not None and detail.case.status.value == "open"
+    assert not any(line.role == "doctor" for line in detail.transcript)
+
+
+def test_the_login_form_needs_its_csrf_token(live: LiveServer) -> None:
+    with httpx.Client(base_url=live.url) as client:
+        res = client.post("/dashboard/login", data={"username": "dana", "password": "x" * 12})
+        assert res.status_code == 403
+        form = client.get("/dashboard/login")
+        # The token must match the cookie set with this form: another form's token fails.
+        other = httpx.get(f"{live.url}/dashboard/login")
+        res = client.post(
+            "/dashboard/login",
+            data={"username": "dana", "password": "x" * 12, "csrf_token": csrf_of(other.text)},
+        )
+        assert res.status_code == 403
+        assert csrf_of(form.text) != csrf_of(other.text)
+
+
+def test_pages_forbid_framing_and_foreign_scripts(live: LiveServer, doctor: httpx.Client) -> None:
+    res = doctor.get("/dashboard")
+    assert res.headers["x-frame-options"] == "DENY"
+    assert "script-src 'self'" in res.headers["content-security-policy"]
+    assert res.headers["cache-control"] == "no-store"
+
+
+def test_after_login_the_browser_goes_where_it_was_going(live: LiveServer, case_id: int) -> None:
+    client, res = sign_in(live.url, "dana", next_=f"/dashboard/cases/{case_id}")
+    assert res.headers["location"] == f"/dashboard/cases/{case_id}"
+    client.close()
+    client, res = sign_in(live.url, "dana", next_="//evil.example/phish")
+    assert res.headers["location"] == "/dashboard"
+    client.close()

@@ -1,0 +1,121 @@
+"""Staff accounts and sign-ins as services, with a clock the test moves."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from bot.dashboard.accounts import LockoutPolicy, LoginFailure, StaffAccounts
+from bot.dashboard.errors import DuplicateAccount, InvalidAccount, UnknownAccount
+from bot.dashboard.roles import Role
+from bot.dashboard.sessions import LoginSessions
+from bot.models import utcnow
+from bot.storage.migrate import upgrade
+from bot.storage.repository import Storage, make_engine
+from bot.storage.tables import StaffSession, StaffUser
+
+PASSWORD = "a long enough password"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Storage:
+    engine = make_engine(f"sqlite:///{tmp_path / 'carebot.db'}")
+    upgrade(engine)
+    return Storage(engine)
+
+
+async def test_passwords_are_stored_as_argon2id_hashes(storage: Storage) -> None:
+    await StaffAccounts(storage).add("ada", "Dr Ada", Role.DOCTOR, PASSWORD)
+    with Session(storage.engine) as s:
+        row = s.exec(select(StaffUser)).one()
+    assert row.password_hash.startswith("$argon2id$") and PASSWORD not in row.password_hash
+
+
+@pytest.mark.parametrize(
+    ("username", "name", "password", "problem"),
+    [
+        ("a", "Dr A", PASSWORD, "username"),
+        ("ada lovelace", "Dr A", PASSWORD, "username"),
+        ("<ada>", "Dr A", PASSWORD, "username"),
+        ("ada", "  ", PASSWORD, "display name"),
+        ("ada", "Dr A", "123456789", "at least 10 characters"),
+    ],
+)
+async def test_bad_accounts_are_refused_with_the_reason(
+    storage: Storage, username: str, name: str, password: str, problem: str
+) -> None:
+    with pytest.raises(InvalidAccount, match=problem):
+        await StaffAccounts(storage).add(username, name, Role.DOCTOR, password)
+
+
+async def test_usernames_and_telegram_ids_are_unique(storage: Storage) -> None:
+    accounts = StaffAccounts(storage)
+    await accounts.add("ada", "Dr Ada", Role.DOCTOR, PASSWORD, telegram_user_id=7)
+    with pytest.raises(DuplicateAccount, match="'ada' already exists"):
+        await accounts.add("ADA", "Dr Ada 2", Role.DOCTOR, PASSWORD)
+    with pytest.raises(DuplicateAccount, match="Telegram id 7"):
+        await accounts.add("bob", "Dr Bob", Role.DOCTOR, PASSWORD, telegram_user_id=7)
+    with pytest.raises(UnknownAccount):
+        await accounts.disable("nobody")
+
+
+async def test_a_lock_runs_out_and_a_success_resets_the_count(storage: Storage) -> None:
+    clock = Clock()
+    accounts = StaffAccounts(storage, policy=LockoutPolicy(5, 900), clock=clock)
+    await accounts.add("ada", "Dr Ada", Role.DOCTOR, PASSWORD)
+    for _ in range(4):
+        assert (await accounts.authenticate("ada", "wrong")).failure is LoginFailure.WRONG
+    assert (await accounts.authenticate("ada", PASSWORD)).account is not None  # count reset
+    for _ in range(4):
+        await accounts.authenticate("ada", "wrong")
+    locked = await accounts.authenticate("ada", "wrong")
+    assert locked.failure is LoginFailure.LOCKED
+    assert locked.locked_until == clock.now + timedelta(seconds=900)
+    clock.advance(minutes=14)
+    assert (await accounts.authenticate("ada", PASSWORD)).failure is LoginFailure.LOCKED
+    clock.advance(minutes=2)
+    result = await accounts.authenticate("ada", PASSWORD)
+    assert result.account is not None and result.account.display_name == "Dr Ada"
+
+
+async def test_sign_ins_end_when_idle_and_keep_only_a_hash(storage: Storage) -> None:
+    clock = Clock()
+    account = await StaffAccounts(storage).add("ada", "Dr Ada", Role.DOCTOR, PASSWORD)
+    sessions = LoginSessions(storage, idle_s=3600, clock=clock)
+    token = await sessions.start(account)
+    with Session(storage.engine) as s:
+        stored = s.exec(select(StaffSession)).one()
+    assert token not in (stored.token_hash, stored.csrf_token)
+    clock.advance(minutes=50)
+    assert await sessions.resolve(token) is not None  # a request keeps it alive ...
+    clock.advance(minutes=50)
+    assert await sessions.resolve(token) is not None
+    clock.advance(minutes=61)
+    assert await sessions.resolve(token) is None  # ... an hour without one ends it
+    assert await sessions.resolve("made-up-token") is None
+
+
+async def test_a_stream_does_not_keep_a_sign_in_alive(storage: Storage) -> None:
+    clock = Clock()
+    account = await StaffAccounts(storage).add("ada", "Dr Ada", Role.DOCTOR, PASSWORD)
+    sessions = LoginSessions(storage, idle_s=3600, clock=clock)
+    token = await sessions.start(account)
+    for _ in range(3):
+        clock.advance(minutes=25)
+        if await sessions.resolve(token, touch=False) is None:
+            break
+    assert await sessions.resolve(token) is None

@@ -1,0 +1,199 @@
+"""The queue, the case page and its actions over HTTP; live updates as Server-Sent Events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from bot.dashboard.roles import Role
+from tests.dashboard.live import LiveServer, csrf_of, sign_in
+
+
+@pytest.fixture(scope="module")
+def doctors(live: LiveServer) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    live.add_staff("gus", Role.DOCTOR, "Dr Gus")
+    live.add_staff("hal", Role.DOCTOR, "Dr Hal")
+    gus, _ = sign_in(live.url, "gus")
+    hal, _ = sign_in(live.url, "hal")
+    yield gus, hal
+    gus.close()
+    hal.close()
+
+
+def post(client: httpx.Client, path: str, **data: str) -> httpx.Response:
+    """Submit a form of the case page the way a browser does, and follow to the page."""
+    case_page = path.rsplit("/", 1)[0]
+    token = csrf_of(client.get(case_page).text)
+    res = client.post(path, data={"csrf_token": token, **data})
+    assert res.status_code == 303 and res.headers["location"].startswith(case_page + "?notice=")
+    return client.get(res.headers["location"])
+
+
+class EventStream:
+    """The lines of an open Server-Sent Events response, read as far as a test needs."""
+
+    def __init__(self, res: httpx.Response) -> None:
+        assert res.status_code == 200
+        assert res.headers["content-type"].startswith("text/event-stream")
+        self.lines = res.iter_lines()
+
+    def until(self, marker: str, timeout_s: float = 10) -> list[dict[str, object]]:
+        """Read up to a line containing `marker`; return the events' data on the way."""
+        seen: list[dict[str, object]] = []
+        deadline = time.monotonic() + timeout_s
+        for line in self.lines:
+            if line.startswith("data: ") and line != "data: {}":
+                seen.append(json.loads(line[6:]))
+            if marker in line:
+                return seen
+            assert time.monotonic() < deadline, f"no {marker!r} on the stream; saw {seen}"
+        raise AssertionError(f"the stream ended before {marker!r}")
+
+    def ended_within(self, timeout_s: float) -> bool:
+        """True when the server closes the stream within `timeout_s`."""
+        started = time.monotonic()
+        for _line in self.lines:
+            if time.monotonic() - started > timeout_s:
+                return False
+        return time.monotonic() - started <= timeout_s
+
+
+def test_the_queue_shows_active_cases_most_urgent_then_oldest(
+    live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]
+) -> None:
+    gus, _ = doctors
+    first = live.open_case("queue-1")
+    second = live.open_case("queue-2", "my face is drooping and my speech is slurred")
+    page = gus.get("/dashboard").text
+    assert page.index(f'data-case="{first}"') < page.index(f'data-case="{second}"')
+    row = page[page.index(f'data-case="{first}"') :].split("</tr>", 1)[0]
+    assert "emergency" in row and ">open<" in row and "—" in row
+    assert "Crushing central chest pain with sweating" in row  # the summary's first line
+    assert "Started at rest" not in row  # ... and only that
+
+
+def test_claim_reply_resolve(live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]) -> None:
+    gus, hal = doctors
+    case_id = live.open_case("flow-1")
+    page = post(gus, f"/dashboard/cases/{case_id}/claim")
+    assert "You have claimed this case." in page.text and "claimed by <strong>Dr Gus" in page.text
+
+    refused = post(hal, f"/dashboard/cases/{case_id}/claim")
+    assert "Sorry, this case is already claimed by Dr Gus." in refused.text
+    assert "Send to patient" not in refused.text  # Hal may not write to Gus's patient
+    assert (
+        "not_yours" in post(hal, f"/dashboard/cases/{case_id}/reply", text="hi").url.query.decode()
+    )
+
+    page = post(gus, f"/dashboard/cases/{case_id}/reply", text="Call 112 now. Are you alone?")
+    # No Telegram in this test: the message is kept and the page says it could not go out.
+    assert "could not be reached just now" in page.text
+    assert '<li class="msg doctor">' in page.text and "Call 112 now. Are you alone?" in page.text
+    [stored] = live.doctor_messages(case_id)
+    assert stored.text == "Call 112 now. Are you alone?" and stored.meta["doctor"] == "Dr Gus"
+
+    page = post(
+        gus,
+        f"/dashboard/cases/{case_id}/resolve",
+        outcome="Ambulance called by the patient's partner.",
+        disposition="referred_emergency",
+    )
+    assert "The case is resolved." in page.text
+    assert "Ambulance called by the patient&#39;s partner." in page.text  # in the audit trail
+    assert f'data-case="{case_id}"' not in gus.get("/dashboard").text
+
+
+def test_patient_text_is_escaped_everywhere(
+    live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]
+) -> None:
+    gus, _ = doctors
+    attack = 'crushing chest pain <script>alert("x")</script><img src=x onerror=alert(1)>'
+    case_id = live.open_case("xss-1", attack)
+    page = gus.get(f"/dashboard/cases/{case_id}").text
+    assert (
+        "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in page
+    )
+    assert "<script>alert" not in page and "<img src=x" not in page
+    post(gus, f"/dashboard/cases/{case_id}/claim")
+    page = post(gus, f"/dashboard/cases/{case_id}/reply", text="</ol><b>bold?</b>").text
+    assert "&lt;/ol&gt;&lt;b&gt;bold?&lt;/b&gt;" in page and "<b>bold?</b>" not in page
+
+
+def test_the_queue_stream_says_what_changed_without_patient_text(
+    live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]
+) -> None:
+    gus, _ = doctors
+    with gus.stream("GET", "/dashboard/events") as res:
+        stream = EventStream(res)
+        stream.until("event: ready")
+        case_id = live.open_case("stream-1", "crushing chest pain, secret detail 4711")
+        seen = stream.until('"kind": "opened"')
+        assert seen[-1]["case_id"] == case_id and seen[-1]["level"] == "emergency"
+        # A heartbeat comment keeps the connection open between events.
+        seen += stream.until(": heartbeat")
+        live.patient_says("it is getting worse, secret detail 4712", "stream-1")
+        seen += stream.until(": heartbeat") + stream.until(": heartbeat")
+    assert seen and all("text" not in event for event in seen)
+    assert "4711" not in json.dumps(seen) and "4712" not in json.dumps(seen)
+
+
+def test_the_case_stream_carries_that_cases_messages(
+    live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]
+) -> None:
+    gus, _ = doctors
+    case_id = live.open_case("stream-2")
+    other = live.open_case("stream-3")
+    post(gus, f"/dashboard/cases/{case_id}/claim")
+    post(gus, f"/dashboard/cases/{other}/claim")
+    with gus.stream("GET", f"/dashboard/cases/{case_id}/events") as res:
+        stream = EventStream(res)
+        stream.until("event: ready")
+        live.patient_says("the other patient writes", "stream-3")
+        live.patient_says("the pain now goes to my left arm", "stream-2")
+        seen = stream.until("left arm")
+        assert [(e["kind"], e["text"]) for e in seen] == [
+            ("patient", "the pain now goes to my left arm")
+        ]
+
+
+def test_a_stream_ends_when_its_doctor_signs_out(live: LiveServer) -> None:
+    live.add_staff("ivy", Role.DOCTOR, "Dr Ivy")
+    ivy, _ = sign_in(live.url, "ivy")
+    with ivy.stream("GET", "/dashboard/events") as res:
+        stream = EventStream(res)
+        stream.until("event: ready")
+        other_tab, _ = sign_in(live.url, "ivy")
+        token = csrf_of(ivy.get("/dashboard").text)
+        ivy.post("/dashboard/logout", data={"csrf_token": token})
+        assert stream.ended_within(5)  # at the next heartbeat (every 0.5 s here)
+    assert other_tab.get("/dashboard").status_code == 200  # only that sign-in ended
+    other_tab.close()
+    ivy.close()
+
+
+def test_the_case_belongs_to_an_account_not_a_name(live: LiveServer) -> None:
+    live.add_staff("lee1", Role.DOCTOR, "Dr Lee")
+    live.add_staff("lee2", Role.DOCTOR, "Dr Lee")
+    live.add_staff("root", Role.ADMIN, "Dr Root")
+    first, _ = sign_in(live.url, "lee1")
+    namesake, _ = sign_in(live.url, "lee2")
+    admin, _ = sign_in(live.url, "root")
+    case_id = live.open_case("owner-1")
+    post(first, f"/dashboard/cases/{case_id}/claim")
+    page = post(namesake, f"/dashboard/cases/{case_id}/reply", text="from the other Dr Lee")
+    assert "Only the doctor who holds this case (or an admin)" in page.text
+    assert "Send to patient" not in page.text
+    # An admin may step in on a case another doctor holds.
+    page = post(admin, f"/dashboard/cases/{case_id}/reply", text="Admin here, taking over.")
+    assert "Admin here, taking over." in page.text
+    assert [m.meta["doctor"] for m in live.doctor_messages(case_id)] == ["Dr Root"]
+    page = post(
+        admin, f"/dashboard/cases/{case_id}/resolve", outcome="Handled", disposition="other"
+    )
+    assert "The case is resolved." in page.text
+    for client in (first, namesake, admin):
+        client.close()

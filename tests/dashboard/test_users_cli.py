@@ -1,0 +1,109 @@
+"""`carebot users add|list|disable` as an administrator runs them."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.dashboard.accounts import LoginFailure, StaffAccounts
+from bot.storage.repository import Storage, make_engine
+
+CAREBOT = [sys.executable, "-m", "bot.cli", "users"]
+PASSWORD = "a long enough password"
+
+
+def users(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
+    env.update(CAREBOT_DATA_DIR=str(tmp_path / "data"), COLUMNS="200")  # no wrapped errors
+    return subprocess.run(
+        [*CAREBOT, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+
+async def sign_in(tmp_path: Path, username: str, password: str = PASSWORD) -> LoginFailure | None:
+    storage = Storage(make_engine(f"sqlite:///{tmp_path / 'data' / 'carebot.db'}"))
+    try:
+        return (await StaffAccounts(storage).authenticate(username, password)).failure
+    finally:
+        storage.engine.dispose()
+
+
+async def test_add_list_disable(tmp_path: Path) -> None:
+    out = users(
+        tmp_path,
+        *("add", "Ada", "--role", "doctor", "--name", "Dr Ada", "--telegram-id", "4242"),
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "created doctor ada (Dr Ada)\n"
+    assert PASSWORD not in out.stdout + out.stderr
+    assert await sign_in(tmp_path, "ada") is None
+
+    out = users(
+        tmp_path, "add", "olly", "--role", "operator", "--name", "Olly", stdin=f"{PASSWORD}\n" * 2
+    )
+    assert out.returncode == 0, out.stderr  # asked twice (from stdin when there is no terminal)
+
+    listing = users(tmp_path, "list").stdout.splitlines()
+    assert listing[0].split() == ["USERNAME", "NAME", "ROLE", "TELEGRAM", "STATE"]
+    assert listing[1].split() == ["ada", "Dr", "Ada", "doctor", "4242", "active"]
+    assert listing[2].split() == ["olly", "Olly", "operator", "-", "active"]
+
+    out = users(tmp_path, "disable", "ada")
+    assert out.returncode == 0 and out.stdout.startswith("disabled ada")
+    assert "disabled" in users(tmp_path, "list").stdout.splitlines()[1]
+    assert await sign_in(tmp_path, "ada") is LoginFailure.DISABLED
+
+
+@pytest.fixture(scope="module")
+def with_ada(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("users")
+    add = ["add", "ada", "--role", "doctor", "--name", "Dr Ada", "--password-stdin"]
+    out = users(folder, *add, stdin=PASSWORD)
+    assert out.returncode == 0, out.stderr
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("command", "stdin", "code", "message"),
+    [
+        ("add ada --role doctor --name 'Dr A2' --password-stdin", PASSWORD, 1,
+         "a user named 'ada' already exists"),
+        ("add bob --role nurse --name Bob --password-stdin", PASSWORD, 2,
+         "'nurse' is not one of 'doctor', 'operator', 'admin'"),
+        ("add bob --role doctor --name Bob --password-stdin", "short", 2,
+         "a password needs at least 10 characters"),
+        ("add bob --role doctor --name Bob", f"{PASSWORD}\nanother password\n", 2,
+         "the passwords differ; nothing was created"),
+        ("add 'bob smith' --role doctor --name Bob --password-stdin", PASSWORD, 1,
+         "use 2-64 letters"),
+        ("disable nobody", "", 1, "no user named 'nobody'"),
+    ],
+    ids=["duplicate", "bad-role", "short-password", "passwords-differ", "bad-username", "unknown"],
+)  # fmt: skip
+async def test_mistakes_get_a_clear_message_and_change_nothing(
+    with_ada: Path, command: str, stdin: str, code: int, message: str
+) -> None:
+    out = users(with_ada, *shlex.split(command), stdin=stdin)
+    assert out.returncode == code, out.stderr
+    assert message in " ".join(out.stderr.split())
+    storage = Storage(make_engine(f"sqlite:///{with_ada / 'data' / 'carebot.db'}"))
+    try:
+        accounts = await StaffAccounts(storage).all()
+    finally:
+        storage.engine.dispose()
+    assert [(a.username, a.display_name, a.disabled) for a in accounts] == [
+        ("ada", "Dr Ada", False)
+    ]
