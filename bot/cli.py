@@ -1,5 +1,5 @@
 """The `carebot` command line: chat, serve, check, triage, ingest, index, ask, eval, users,
-cases."""
+cases, prompts."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from bot.config import Settings, load_settings
 from bot.dashboard.commands import register as register_user_commands
 from bot.errors import ConfigError
 from bot.guideline_commands import register as register_guideline_commands
+from bot.prompt_commands import register as register_prompt_commands
 
 if TYPE_CHECKING:
     from bot.llm.base import LLMBackend
@@ -218,6 +219,7 @@ async def _evaluate(settings: Settings, cases: list[EvalCase], mode: TriageMode)
 
 register_guideline_commands(app, eval_app)
 register_case_commands(app)
+register_prompt_commands(app)
 register_user_commands(app)
 
 

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     case_alerts_before_expiry: int = Field(
         default=3, ge=1, le=100, description="Unanswered alerts before a case expires."
     )
+    prompt_reload_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often published prompt versions are checked."
+    )
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
 

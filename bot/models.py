@@ -92,4 +92,7 @@ class Reply(BaseModel):
         default=None, description="How the level was decided: rule ids, model level, missing facts."
     )
     duplicate: bool = False
+    prompt_versions: dict[str, int] = Field(
+        default_factory=dict, description="The version of each prompt in use for this reply."
+    )
     message_id: int | None = Field(default=None, description="Database id of the stored reply.")

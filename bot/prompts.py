@@ -45,56 +45,148 @@ class PatientText(BaseModel):
     languages: dict[str, str]
 
 
-def _split_front_matter(path: Path) -> tuple[dict[str, object], str]:
-    raw = path.read_text(encoding="utf-8")
+TEXTS = "patient_texts"
+MAX_SOURCE_CHARS = 60_000  # a prompt longer than this is a mistake, not a prompt
+
+
+def _split_front_matter(raw: str, where: str) -> tuple[dict[str, object], str]:
     if not raw.startswith("---\n"):
-        raise ConfigError(f"{path}: missing the '---' header")
+        raise ConfigError(f"{where}: missing the '---' header")
     header, _, body = raw[4:].partition("\n---\n")
     meta = yaml.safe_load(header)
     if not isinstance(meta, dict):
-        raise ConfigError(f"{path}: the header is not a mapping")
+        raise ConfigError(f"{where}: the header is not a mapping")
     return meta, body.strip() + "\n"
 
 
+def parse_template(raw: str, where: str) -> Template:
+    """Read and check one template's source (header and body)."""
+    meta, body = _split_front_matter(raw, where)
+    try:
+        template = Template.model_validate({**meta, "body": body})
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    used = _fields(template.body)
+    if used != set(template.variables):
+        raise ConfigError(
+            f"{where}: body uses {sorted(used)} but the header declares "
+            f"{sorted(template.variables)}"
+        )
+    absent = [r for r in template.required if r not in template.body]
+    if absent:
+        raise ConfigError(f"{where}: required elements missing: {absent}")
+    return template
+
+
+def parse_texts(raw: str, where: str) -> dict[str, PatientText]:
+    """Read and check the patient texts' source (YAML)."""
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("texts"), dict):
+        raise ConfigError(f"{where}: needs a 'texts' mapping")
+    texts: dict[str, PatientText] = {}
+    for key, entry in data["texts"].items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: text {key} is not a mapping")
+        entry = dict(entry)
+        variables = list(entry.pop("variables", []))
+        try:
+            text = PatientText(variables=variables, languages=entry)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: text {key}: {exc}") from exc
+        if "en" not in text.languages:
+            raise ConfigError(f"{where}: text {key} needs an English version")
+        allowed = set(variables) | GLOBAL_VARIABLES
+        for lang, body in text.languages.items():
+            try:
+                fields = _fields(body)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: text {key}.{lang}: {exc}") from exc
+            if not fields <= allowed:
+                raise ConfigError(f"{where}: text {key}.{lang} uses undeclared variables")
+        texts[key] = text
+    return texts
+
+
 class PromptLibrary:
-    """All templates of a `prompts/` folder, checked when loaded."""
+    """All templates of a `prompts/` folder, checked when loaded; published versions
+    (bot/prompt_store.py) replace them while CareBot runs."""
 
     def __init__(self, folder: Path) -> None:
         if not folder.is_dir():
             raise ConfigError(f"CAREBOT_PROMPTS_DIR: {folder} is not a folder")
         self.templates: dict[str, Template] = {}
+        self.sources: dict[str, str] = {}  # name -> the source in use
+        self.versions: dict[str, int] = {}  # name -> version in use (the files are 1)
         for path in sorted(folder.glob("*.md")):
-            meta, body = _split_front_matter(path)
-            template = Template.model_validate({**meta, "body": body})
-            self._check(template, path)
+            raw = path.read_text(encoding="utf-8")
+            template = parse_template(raw, str(path))
             self.templates[template.name] = template
-        self.texts = self._load_texts(folder / "patient_texts.yaml")
+            self.sources[template.name], self.versions[template.name] = raw, 1
+        texts_path = folder / "patient_texts.yaml"
+        raw = texts_path.read_text(encoding="utf-8")
+        self.texts = parse_texts(raw, str(texts_path))
+        self.sources[TEXTS], self.versions[TEXTS] = raw, 1
+        self.shipped = dict(self.sources)  # what the files say, for validation
 
-    @staticmethod
-    def _check(template: Template, path: Path) -> None:
-        used = _fields(template.body)
-        if used != set(template.variables):
-            raise ConfigError(
-                f"{path}: body uses {sorted(used)} but the header declares "
-                f"{sorted(template.variables)}"
+    def names(self) -> list[str]:
+        """Every prompt's name."""
+        return sorted(self.sources)
+
+    def problems(self, name: str, raw: str) -> list[str]:
+        """What is wrong with a draft of prompt `name` (empty: it may be published).
+
+        A draft keeps the template's name and declared variables (the code fills exactly
+        those), its required elements, and for patient texts every text and its variables.
+        """
+        if name not in self.sources:
+            return [f"there is no prompt named {name!r}"]
+        if not raw.strip():
+            return ["the draft is empty"]
+        if len(raw) > MAX_SOURCE_CHARS:
+            return [f"the draft is {len(raw):,} characters; the limit is {MAX_SOURCE_CHARS:,}"]
+        try:
+            if name == TEXTS:
+                return self._text_problems(parse_texts(raw, "draft"))
+            draft = parse_template(raw, "draft")
+        except ConfigError as exc:
+            return [str(exc)]
+        shipped = parse_template(self.shipped[name], name)
+        found = []
+        if draft.name != name:
+            found.append(f"the header's name must stay {name!r}")
+        if set(draft.variables) != set(shipped.variables):
+            found.append(
+                f"variables must stay {sorted(shipped.variables)} (CareBot fills exactly these); "
+                f"the draft declares {sorted(draft.variables)}"
             )
-        absent = [r for r in template.required if r not in template.body]
-        if absent:
-            raise ConfigError(f"{path}: required elements missing: {absent}")
+        lost = [r for r in shipped.required if r not in draft.required]
+        if lost:
+            found.append(f"required elements cannot be dropped: {lost}")
+        return found
 
-    @staticmethod
-    def _load_texts(path: Path) -> dict[str, PatientText]:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        texts: dict[str, PatientText] = {}
-        for key, entry in data["texts"].items():
-            variables = list(entry.pop("variables", []))
-            text = PatientText(variables=variables, languages=entry)
-            allowed = set(variables) | GLOBAL_VARIABLES
-            for lang, body in text.languages.items():
-                if not _fields(body) <= allowed:
-                    raise ConfigError(f"{path}: text {key}.{lang} uses undeclared variables")
-            texts[key] = text
-        return texts
+    def _text_problems(self, draft: dict[str, PatientText]) -> list[str]:
+        shipped = parse_texts(self.shipped[TEXTS], TEXTS)
+        found = [f"text {k} is missing" for k in shipped if k not in draft]
+        found += [
+            f"text {k} must keep variables {sorted(shipped[k].variables)}"
+            for k in shipped
+            if k in draft and set(draft[k].variables) != set(shipped[k].variables)
+        ]
+        return found
+
+    def apply(self, name: str, raw: str, version: int) -> None:
+        """Use a published version from now on (raises ConfigError if it is not valid)."""
+        found = self.problems(name, raw)
+        if found:
+            raise ConfigError(f"prompt {name} version {version}: " + "; ".join(found))
+        if name == TEXTS:
+            self.texts = parse_texts(raw, name)
+        else:
+            self.templates[name] = parse_template(raw, name)
+        self.sources[name], self.versions[name] = raw, version
 
     def template(self, name: str) -> Template:
         """Return the template called `name`."""

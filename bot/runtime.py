@@ -19,6 +19,7 @@ from bot.llm.factory import build_llm
 from bot.memory.base import SessionStore
 from bot.memory.inmemory import InMemorySessionStore
 from bot.memory.redis_store import RedisSessionStore
+from bot.prompt_store import PromptReloader, PromptStore
 from bot.prompts import PromptLibrary
 from bot.replies import EngineOptions
 from bot.storage.migrate import upgrade
@@ -43,6 +44,7 @@ class Runtime:
     llm: LLMBackend
     engine: ConversationEngine
     cases: CaseService
+    prompt_store: PromptStore
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -107,6 +109,10 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
         # Serve anyway: the engine rebuilds each session from the database until Redis is back.
         logger.warning("REDIS_URL is not reachable (%s); using the database as memory", exc)
     prompts = PromptLibrary(settings.prompts_dir)
+    prompt_store = PromptStore(storage, prompts)
+    reloader = PromptReloader(prompt_store, settings.prompt_reload_s)
+    await prompt_store.seed()
+    await reloader.check()  # serve the published versions from the first message
     llm = llm or build_llm(settings)
     try:
         await llm.warm_up()
@@ -144,13 +150,15 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
         ),
     )
     engine.cases = cases
-    runtime = Runtime(settings, storage, sessions, llm, engine, cases)
+    runtime = Runtime(settings, storage, sessions, llm, engine, cases, prompt_store)
     deadlines = asyncio.create_task(cases.run_deadlines(), name="case-deadlines")
+    reloading = asyncio.create_task(reloader.run(), name="prompt-reload")
 
     async def stop_cases() -> None:
-        deadlines.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await deadlines
+        for task in (deadlines, reloading):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await cases.aclose()
 
     runtime.on_close.append(stop_cases)

@@ -116,7 +116,9 @@ class Turns:
             )
             await self.quietly(self.sessions.set_state(msg.chat_key, state))
             return
+        reply.prompt_versions = dict(self.writer.prompts.versions)
         meta: dict[str, Any] = {
+            "prompt_versions": reply.prompt_versions,
             "level": reply.level,
             "triage": reply.triage,
             "red_flags": [h.rule_id for h in reply.red_flags],

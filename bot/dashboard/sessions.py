@@ -116,14 +116,14 @@ class LoginSessions:
 
 
 def set_session_cookie(response: Response, token: str, secure: bool) -> None:
-    """Give the browser its sign-in token: script cannot read it, other sites cannot send it."""
+    """Give the browser its sign-in token: script cannot read it; other sites' links may
+    open a page with it (Lax: a doctor arriving from the Telegram alert stays signed in),
+    but never post with it, and every form also needs its CSRF token."""
     response.set_cookie(
-        COOKIE, token, path=COOKIE_PATH, httponly=True, samesite="strict", secure=secure
+        COOKIE, token, path=COOKIE_PATH, httponly=True, samesite="lax", secure=secure
     )
 
 
 def clear_session_cookie(response: Response, secure: bool) -> None:
     """Make the browser forget its sign-in token."""
-    response.delete_cookie(
-        COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=secure
-    )
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax", secure=secure)

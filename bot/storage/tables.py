@@ -159,3 +159,33 @@ class StaffSession(SQLModel, table=True):
     csrf_token: str = Field(max_length=64)
     created_at: datetime = _ts(nullable=False)
     last_seen_at: datetime = _ts(nullable=False)
+
+
+class PromptVersion(SQLModel, table=True):
+    """A published version of a prompt; the files in prompts/ are version 1."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, index=True)
+    version: int
+    source: str
+    author: str = Field(max_length=128)
+    note: str = ""
+    active: bool = False
+    created_at: datetime = _ts(nullable=False)
+
+
+class PromptDraft(SQLModel, table=True):
+    """An operator's unpublished edit of a prompt (kept across restarts)."""
+
+    __tablename__ = "prompt_drafts"
+    __table_args__ = (UniqueConstraint("name", "author"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64)
+    author: str = Field(max_length=128)
+    source: str
+    base_version: int
+    updated_at: datetime = _ts(nullable=False)

@@ -1,0 +1,276 @@
+"""Prompt versions in the database: publish, roll back, drafts, and live reload.
+
+The files in `prompts/` are version 1 of each prompt. Operators publish new versions (who,
+when, why); exactly one version per prompt is active, and every running CareBot picks the
+active one up within seconds (it polls a generation number). Publishing is checked twice: the
+draft must pass `PromptLibrary.problems`, and it must start from the version that is active
+now, so two operators editing the same prompt cannot overwrite each other unseen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from bot.errors import ConfigError, StorageUnavailable
+from bot.models import utcnow
+from bot.prompts import PromptLibrary
+from bot.storage.repository import Storage, audit_event
+from bot.storage.tables import PromptDraft, PromptVersion
+
+logger = logging.getLogger(__name__)
+
+
+class PublishRefused(Exception):
+    """A draft that may not be published: invalid, or based on an older version."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class Version(BaseModel):
+    """One version of a prompt."""
+
+    name: str
+    version: int
+    source: str
+    author: str
+    note: str
+    active: bool
+    created_at: datetime
+
+
+class Draft(BaseModel):
+    """An operator's saved, unpublished edit."""
+
+    name: str
+    author: str
+    source: str
+    base_version: int
+    updated_at: datetime
+
+
+def _version(row: PromptVersion) -> Version:
+    return Version.model_validate(row, from_attributes=True)
+
+
+def diff(old: str, new: str, old_label: str = "active", new_label: str = "draft") -> str:
+    """A unified diff of two sources ("" when they are the same)."""
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True), new.splitlines(keepends=True), old_label, new_label
+    )
+    return "".join(lines)
+
+
+class PromptStore:
+    """Versions and drafts of the prompts of one library."""
+
+    def __init__(self, storage: Storage, library: PromptLibrary) -> None:
+        self.storage, self.library = storage, library
+
+    async def seed(self) -> None:
+        """Make the shipped files version 1 of every prompt that has no version yet."""
+
+        def work(s: Session) -> None:
+            known = set(s.exec(select(PromptVersion.name).distinct()).all())
+            for name in self.library.names():
+                if name not in known:
+                    s.add(
+                        PromptVersion(
+                            name=name,
+                            version=1,
+                            source=self.library.shipped[name],
+                            author="prompts/ folder",
+                            note="shipped with CareBot",
+                            active=True,
+                        )
+                    )
+            s.commit()
+
+        await self.storage.run(work)
+
+    async def active(self) -> dict[str, Version]:
+        """The active version of every prompt."""
+
+        def work(s: Session) -> dict[str, Version]:
+            rows = s.exec(select(PromptVersion).where(col(PromptVersion.active))).all()
+            return {r.name: _version(r) for r in rows}
+
+        return await self.storage.run(work)
+
+    async def history(self, name: str) -> list[Version]:
+        """Every version of a prompt, newest first."""
+
+        def work(s: Session) -> list[Version]:
+            rows = s.exec(
+                select(PromptVersion)
+                .where(PromptVersion.name == name)
+                .order_by(col(PromptVersion.version).desc())
+            ).all()
+            return [_version(r) for r in rows]
+
+        return await self.storage.run(work)
+
+    async def version(self, name: str, version: int) -> Version | None:
+        """One version of a prompt."""
+        return next((v for v in await self.history(name) if v.version == version), None)
+
+    async def generation(self) -> int:
+        """A number that changes whenever any version is published or activated."""
+
+        def work(s: Session) -> int:
+            return int(s.exec(select(func.max(PromptVersion.id))).one() or 0)
+
+        return await self.storage.run(work)
+
+    async def publish(
+        self, name: str, source: str, author: str, note: str, base_version: int
+    ) -> Version:
+        """Publish `source` as the next version; refused when invalid or not based on the
+        active version."""
+        problems = self.library.problems(name, source)
+        if problems:
+            raise PublishRefused("the draft is not valid", problems)
+        if not note.strip():
+            raise PublishRefused("a change note is required")
+        return await self._activate(name, source, author, note.strip(), base_version, "published")
+
+    async def rollback(self, name: str, version: int, author: str, note: str) -> Version:
+        """Publish an earlier version's text again, as a new version."""
+        old = await self.version(name, version)
+        if old is None:
+            raise PublishRefused(f"{name} has no version {version}")
+        current = (await self.active())[name]
+        reason = note.strip() or f"rollback to version {version}"
+        return await self._activate(
+            name, old.source, author, reason, current.version, "rolled_back", restored=version
+        )
+
+    async def _activate(
+        self,
+        name: str,
+        source: str,
+        author: str,
+        note: str,
+        base_version: int,
+        action: str,
+        restored: int | None = None,
+    ) -> Version:
+        def work(s: Session) -> Version:
+            current = s.exec(
+                select(PromptVersion)
+                .where(PromptVersion.name == name, col(PromptVersion.active))
+                .with_for_update()
+            ).first()
+            if current is None:
+                raise PublishRefused(f"there is no prompt named {name!r}")
+            if current.version != base_version:
+                raise PublishRefused(
+                    f"{name} changed while you edited it: version {current.version} was "
+                    f"published by {current.author} ({current.note!r}) after your version "
+                    f"{base_version}. Review the diff against version {current.version} and "
+                    "publish again."
+                )
+            current.active = False
+            row = PromptVersion(
+                name=name,
+                version=current.version + 1,
+                source=source,
+                author=author,
+                note=note,
+                active=True,
+            )
+            s.add(current)
+            s.add(row)
+            s.flush()
+            details: dict[str, object] = {"version": row.version, "from": current.version}
+            if restored is not None:
+                details["restored"] = restored
+            s.add(audit_event(author, f"prompt.{action}", "prompt", name, note=note, **details))
+            s.commit()
+            return _version(row)
+
+        version = await self.storage.run(work)
+        self.library.apply(name, version.source, version.version)  # this worker at once
+        return version
+
+    async def save_draft(self, name: str, author: str, source: str, base_version: int) -> Draft:
+        """Keep an operator's edit (one draft per prompt and operator)."""
+
+        def work(s: Session) -> Draft:
+            row = s.exec(
+                select(PromptDraft).where(PromptDraft.name == name, PromptDraft.author == author)
+            ).first() or PromptDraft(name=name, author=author, source=source, base_version=0)
+            row.source, row.base_version, row.updated_at = source, base_version, utcnow()
+            s.add(row)
+            s.commit()
+            return Draft.model_validate(row, from_attributes=True)
+
+        return await self.storage.run(work)
+
+    async def draft(self, name: str, author: str) -> Draft | None:
+        """An operator's saved draft of a prompt."""
+
+        def work(s: Session) -> Draft | None:
+            row = s.exec(
+                select(PromptDraft).where(PromptDraft.name == name, PromptDraft.author == author)
+            ).first()
+            return Draft.model_validate(row, from_attributes=True) if row else None
+
+        return await self.storage.run(work)
+
+    async def discard_draft(self, name: str, author: str) -> None:
+        """Forget an operator's draft (after publishing it, or on request)."""
+
+        def work(s: Session) -> None:
+            row = s.exec(
+                select(PromptDraft).where(PromptDraft.name == name, PromptDraft.author == author)
+            ).first()
+            if row is not None:
+                s.delete(row)
+                s.commit()
+
+        await self.storage.run(work)
+
+
+class PromptReloader:
+    """Keep this worker's library on the active versions (checked every `interval_s`)."""
+
+    def __init__(self, store: PromptStore, interval_s: float = 1.0) -> None:
+        self.store, self.interval_s = store, interval_s
+        self._generation = -1
+
+    async def check(self) -> list[str]:
+        """Apply versions published elsewhere; return the prompts that changed."""
+        generation = await self.store.generation()
+        if generation == self._generation:
+            return []
+        changed = []
+        library = self.store.library
+        for name, version in (await self.store.active()).items():
+            if name in library.versions and library.versions[name] != version.version:
+                try:
+                    library.apply(name, version.source, version.version)
+                    changed.append(name)
+                except ConfigError as exc:  # keep serving the version in use
+                    logger.error("prompt %s version %s not applied: %s", name, version.version, exc)
+        self._generation = generation
+        if changed:
+            logger.info("prompts reloaded: %s", {n: library.versions[n] for n in changed})
+        return changed
+
+    async def run(self) -> None:
+        """Check until cancelled."""
+        while True:
+            try:
+                await self.check()
+            except StorageUnavailable as exc:
+                logger.warning("prompt versions not checked: %s", exc)
+            await asyncio.sleep(self.interval_s)
