@@ -98,6 +98,7 @@ class PromptPreview:
                 channel="preview",
                 chat_id="preview",
                 pseudonym="preview",
+                consented=True,
             )
             transcript = [TranscriptLine(role="patient", text=t, at=view.created_at) for t in lines]
             summary, source = await CaseSummarizer(llm, library, self.engine.rules).summarize(

@@ -87,9 +87,11 @@ async def test_emergency_alert_claim_hand_off_and_close(
     # Chatter in the doctors' group that is not a reply to an alert is left alone.
     api.send_update(group_message(1, DR_ADA, DOCTORS, first_name="Ada", text="On call today"))
     api.send_update(group_message(2, DR_BO, DOCTORS, first_name="Bo", text="Me too"))
+    api.send_update(private_message(8, PATIENT, text="yes"))  # consent: the LLM may summarise
+    await wait(api, lambda: api.texts(PATIENT), "thanks")
     api.send_update(private_message(1, PATIENT, text="crushing chest pain and sweating"))
-    await wait(api, lambda: api.texts(PATIENT), "the emergency reply")
-    reply = api.texts(PATIENT)[0]
+    await wait(api, lambda: len(api.texts(PATIENT)) == 2, "the emergency reply")
+    reply = api.texts(PATIENT)[1]
     assert reply.startswith("⚠️") and "Call 112 now" in reply
     assert "number 1" in reply  # the patient's place in the queue
 

@@ -79,10 +79,13 @@ async def test_emergency_before_consent_without_any_model_call(
     assert reply.kind == "emergency" and reply.level is TriageLevel.EMERGENCY
     assert "Call 112 now" in reply.text
     assert reply.red_flags[0].rule_id == "EM-CARDIAC-CHEST-PAIN"
+    await rt.cases.aclose()  # the case announcement and its summary have run
+    # No consent yet: the doctors' summary is built from the triage data, not by a model.
     assert llm.model.prompts == []  # type: ignore[attr-defined]
     with Session(rt.storage.engine) as s:
         (esc,) = s.exec(select(Escalation)).all()
     assert esc.level == "emergency" and esc.reasons == ["EM-CARDIAC-CHEST-PAIN"]
+    assert esc.summary_source == "rules" and "EM-CARDIAC-CHEST-PAIN" in esc.summary
 
 
 async def test_emergency_number_is_configurable(make_runtime: RuntimeFactory) -> None:

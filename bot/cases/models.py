@@ -60,6 +60,7 @@ class CaseView(BaseModel):
     channel: str
     chat_id: str
     pseudonym: str
+    consented: bool = False
 
     def age_s(self, now: datetime | None = None) -> float:
         """Seconds since the case was opened."""

@@ -52,6 +52,7 @@ def _view(
         channel=conv.channel,
         chat_id=conv.chat_id,
         pseudonym=patient.pseudonym,
+        consented=patient.consent_at is not None,
     )
 
 

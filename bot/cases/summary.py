@@ -54,6 +54,10 @@ class CaseSummarizer:
         ]
         advice = next((t.text for t in reversed(transcript) if t.role == "bot"), "")
         facts = self._facts(case, triage, advice)
+        if not case.consented:
+            # Nothing the patient wrote goes to a model before they agreed (an emergency
+            # opens a case before consent): the summary comes from the triage data.
+            return self._render(self._fallback(patient, triage), facts), "rules"
         try:
             narrative = await self._narrative(case, transcript, facts)
             source = "llm"
