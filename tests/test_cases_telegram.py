@@ -147,6 +147,12 @@ async def test_emergency_alert_claim_hand_off_and_close(
     )
     await wait(api, lambda: any("Unlock your front door" in t for t in api.texts(PATIENT)), "2")
 
+    # Other commands from the doctor are explained to them, never relayed.
+    before = len(api.texts(PATIENT))
+    api.send_update(private_message(9, DR_ADA, first_name="Ada", text="/help"))
+    await wait(api, lambda: any("You hold case #" in t for t in api.texts(DR_ADA)), "the hint")
+    assert len(api.texts(PATIENT)) == before
+
     # /close resolves; the patient is back with the bot.
     api.send_update(private_message(5, DR_ADA, first_name="Ada", text="/close ambulance sent"))
     await wait(api, lambda: any("resolved" in t for t in api.texts(DR_ADA)), "close ack")

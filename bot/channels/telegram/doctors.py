@@ -157,7 +157,14 @@ class DoctorsDesk:
         assert message.from_user is not None and message.text is not None
         actor = actor_of(message.from_user)
         text = message.text.strip()
-        if text.split(" ", 1)[0].split("@", 1)[0].lower() == "/close":
+        command = text.split(" ", 1)[0].split("@", 1)[0].lower() if text.startswith("/") else ""
+        if command and command != "/close":
+            await sender.send(
+                f"You hold case #{case_id}: what you write goes to the patient. "
+                "/close NOTE ends the case."
+            )
+            return
+        if command == "/close":
             note = text.partition(" ")[2].strip() or "closed by the doctor"
             view = await self.cases.resolve(case_id, actor, note)
             await sender.send(
