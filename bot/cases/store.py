@@ -17,7 +17,7 @@ from bot.cases.models import (
     TranscriptLine,
 )
 from bot.models import TriageLevel, utcnow
-from bot.storage.repository import Storage, audit_event
+from bot.storage.repository import Storage, audit_event, open_case
 from bot.storage.tables import AuditEvent, Conversation, Escalation, Message, Patient
 
 ACTIVE = (CaseStatus.OPEN.value, CaseStatus.CLAIMED.value)
@@ -239,35 +239,7 @@ class CaseStore:
             ).first()
             if conv is None or conv.id is None:
                 return None
-            active = s.exec(
-                select(Escalation).where(
-                    Escalation.conversation_id == conv.id, col(Escalation.status).in_(ACTIVE)
-                )
-            ).first()
-            if active is not None:
-                return active.id
-            esc = Escalation(
-                conversation_id=conv.id,
-                patient_id=conv.patient_id,
-                level=level.value,
-                reasons=[reason],
-                opened_by="operator",
-            )
-            s.add(esc)
-            s.flush()
-            assert esc.id is not None
-            s.add(
-                audit_event(
-                    actor,
-                    "escalation.opened",
-                    "escalation",
-                    str(esc.id),
-                    level=level.value,
-                    reasons=[reason],
-                )
-            )
-            s.commit()
-            return esc.id
+            return open_case(s, conv.id, conv.patient_id, level, [reason], "operator", actor)
 
         return await self.storage.run(work)
 

@@ -110,44 +110,9 @@ class Storage:
         """Open an escalation for the conversation, unless one is already open; return its id."""
 
         def work(s: Session) -> int:
-            existing = s.exec(
-                select(Escalation).where(
-                    Escalation.conversation_id == stored.conversation_id,
-                    col(Escalation.status).in_(["open", "claimed"]),
-                )
-            ).first()
-            if existing is not None and existing.id is not None:
-                if TriageLevel(existing.level).rank < level.rank:
-                    existing.level = level.value
-                    existing.reasons = sorted({*existing.reasons, *reasons})
-                    s.add(existing)
-                    s.add(
-                        audit_event(opened_by, "escalation.raised", "escalation", str(existing.id))
-                    )
-                    s.commit()
-                return existing.id
-            esc = Escalation(
-                conversation_id=stored.conversation_id,
-                patient_id=stored.patient_id,
-                level=level.value,
-                reasons=reasons,
-                opened_by=opened_by,
+            return open_case(
+                s, stored.conversation_id, stored.patient_id, level, reasons, opened_by, opened_by
             )
-            s.add(esc)
-            s.flush()
-            assert esc.id is not None
-            s.add(
-                audit_event(
-                    opened_by,
-                    "escalation.opened",
-                    "escalation",
-                    str(esc.id),
-                    level=level.value,
-                    reasons=reasons,
-                )
-            )
-            s.commit()
-            return esc.id
 
         return await self.run(work)
 
@@ -359,3 +324,51 @@ def _forget_patient(s: Session, channel: str, user_id: str) -> dict[str, int]:
     s.add(audit_event("patient", "patient.forgotten", "patient", patient.pseudonym, **counts))
     s.commit()
     return counts
+
+
+def open_case(
+    s: Session,
+    conversation_id: int,
+    patient_id: int,
+    level: TriageLevel,
+    reasons: list[str],
+    opened_by: str,
+    actor: str,
+) -> int:
+    """Open a case on a conversation, or raise the level of the one already active."""
+    existing = s.exec(
+        select(Escalation).where(
+            Escalation.conversation_id == conversation_id,
+            col(Escalation.status).in_(["open", "claimed"]),
+        )
+    ).first()
+    if existing is not None and existing.id is not None:
+        if TriageLevel(existing.level).rank < level.rank:
+            existing.level = level.value
+            existing.reasons = sorted({*existing.reasons, *reasons})
+            s.add(existing)
+            s.add(audit_event(actor, "escalation.raised", "escalation", str(existing.id)))
+            s.commit()
+        return existing.id
+    esc = Escalation(
+        conversation_id=conversation_id,
+        patient_id=patient_id,
+        level=level.value,
+        reasons=reasons,
+        opened_by=opened_by,
+    )
+    s.add(esc)
+    s.flush()
+    assert esc.id is not None
+    s.add(
+        audit_event(
+            actor,
+            "escalation.opened",
+            "escalation",
+            str(esc.id),
+            level=level.value,
+            reasons=reasons,
+        )
+    )
+    s.commit()
+    return esc.id
