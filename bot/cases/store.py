@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -377,11 +376,6 @@ class CaseStore:
 
         await self.storage.run(work)
 
-    async def conversation(self, case_id: int, limit: int = 30) -> list[TranscriptLine]:
-        """The last messages of the case's conversation, oldest first."""
-        detail = await self.detail(case_id)
-        return detail.transcript[-limit:] if detail else []
-
     async def position(self, case_id: int) -> int:
         """1-based place of an open case in the queue (0 when not waiting)."""
 
@@ -403,8 +397,3 @@ class CaseStore:
 def after(seconds: float, now: datetime | None = None) -> datetime:
     """A deadline `seconds` from now."""
     return (now or utcnow()) + timedelta(seconds=seconds)
-
-
-def details(view: CaseView) -> dict[str, Any]:
-    """What an event carries about a case (no patient text)."""
-    return {"id": view.id, "level": view.level.value, "status": view.status.value}
