@@ -17,7 +17,7 @@ from bot.cases.models import Actor
 from bot.cases.store import aware
 from bot.dashboard.errors import DuplicateAccount, InvalidAccount, UnknownAccount
 from bot.dashboard.passwords import Passwords
-from bot.dashboard.roles import CLINICIANS, Role
+from bot.dashboard.roles import CLINICIANS, PROMPT_EDITORS, Role
 from bot.models import utcnow
 from bot.storage.repository import Storage, audit_event
 from bot.storage.tables import StaffUser
@@ -46,6 +46,16 @@ class StaffAccount(BaseModel):
     def reads_cases(self) -> bool:
         """Operators cannot read transcripts unless they are also doctors."""
         return self.role in CLINICIANS
+
+    @property
+    def edits_prompts(self) -> bool:
+        """Operators and admins use the prompt console; doctors do not."""
+        return self.role in PROMPT_EDITORS
+
+    @property
+    def author(self) -> str:
+        """How the account signs prompt versions and drafts: its name and its audit label."""
+        return f"{self.display_name[:100]} ({self.label})"  # the column holds 128 characters
 
     def actor(self) -> Actor:
         """The account acting on a case."""

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from bot.dashboard.guards import Denied
 from bot.dashboard.pages import STATIC, Pages
+from bot.dashboard.prompt_routes import router as prompt_router
 from bot.dashboard.routes import router
 
 HEADINGS = {401: "Please sign in", 403: "Not allowed", 404: "Not found"}
@@ -36,5 +37,6 @@ def mount_dashboard(app: FastAPI) -> None:
     """Serve the dashboard under /dashboard on `app`."""
     app.state.dashboard_pages = Pages()
     app.include_router(router)
+    app.include_router(prompt_router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
     app.add_exception_handler(Denied, _denied)

@@ -1,7 +1,8 @@
 """Who may use which dashboard route: signed in, the right role, and a CSRF token on POSTs.
 
 A page asked for without a sign-in redirects to the login page; a POST or a live stream
-without one gets 401. A signed-in operator gets 403 on everything that shows patients.
+without one gets 401. A signed-in operator gets 403 on everything that shows patients; a
+doctor gets 403 in the prompt console (operators and admins change what CareBot says).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Form, Request
 
 from bot.dashboard import csrf
-from bot.dashboard.roles import CLINICIANS, Role
+from bot.dashboard.roles import CLINICIANS, PROMPT_EDITORS, Role
 from bot.dashboard.services import services
 from bot.dashboard.sessions import COOKIE, SignedIn
 
@@ -20,6 +21,10 @@ EVERYONE = frozenset(Role)
 NOT_FOR_OPERATORS = (
     "Your account cannot open patient cases: operators cannot read transcripts unless they "
     "are also doctors. Ask an administrator if you need this."
+)
+NOT_FOR_DOCTORS = (
+    "Your account cannot change CareBot's prompts: only operators and admins can. Ask an "
+    "administrator if you need this."
 )
 
 
@@ -41,17 +46,19 @@ async def signed_in(request: Request, touch: bool = True) -> SignedIn | None:
     return await services(request).sessions.resolve(token, touch)
 
 
-def _allowed(who: SignedIn | None, roles: frozenset[Role], page: bool) -> SignedIn:
+def _allowed(who: SignedIn | None, roles: frozenset[Role], page: bool, refusal: str) -> SignedIn:
     if who is None:
         raise Denied(401, "Please sign in to the dashboard.", to_login=page)
     if who.account.role not in roles:
-        raise Denied(403, NOT_FOR_OPERATORS, who=who)
+        raise Denied(403, refusal, who=who)
     return who
 
 
-def _page(roles: frozenset[Role]) -> Callable[[Request], Awaitable[SignedIn]]:
+def _page(
+    roles: frozenset[Role], refusal: str = NOT_FOR_OPERATORS
+) -> Callable[[Request], Awaitable[SignedIn]]:
     async def check(request: Request) -> SignedIn:
-        return _allowed(await signed_in(request), roles, page=True)
+        return _allowed(await signed_in(request), roles, True, refusal)
 
     return check
 
@@ -59,16 +66,18 @@ def _page(roles: frozenset[Role]) -> Callable[[Request], Awaitable[SignedIn]]:
 def _stream(roles: frozenset[Role]) -> Callable[[Request], Awaitable[SignedIn]]:
     async def check(request: Request) -> SignedIn:
         # A stream is not the person acting: it does not keep an idle sign-in alive.
-        return _allowed(await signed_in(request, touch=False), roles, page=False)
+        return _allowed(await signed_in(request, touch=False), roles, False, NOT_FOR_OPERATORS)
 
     return check
 
 
-def _form(roles: frozenset[Role]) -> Callable[..., Awaitable[SignedIn]]:
+def _form(
+    roles: frozenset[Role], refusal: str = NOT_FOR_OPERATORS
+) -> Callable[..., Awaitable[SignedIn]]:
     async def check(
         request: Request, csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = ""
     ) -> SignedIn:
-        who = _allowed(await signed_in(request), roles, page=False)
+        who = _allowed(await signed_in(request), roles, False, refusal)
         if not csrf.matches(who.csrf_token, csrf_token):
             raise Denied(
                 403, "This form has expired. Go back, reload the page and try again.", who=who
@@ -82,3 +91,5 @@ ClinicianPage = Annotated[SignedIn, Depends(_page(CLINICIANS))]
 ClinicianStream = Annotated[SignedIn, Depends(_stream(CLINICIANS))]
 ClinicianForm = Annotated[SignedIn, Depends(_form(CLINICIANS))]
 StaffForm = Annotated[SignedIn, Depends(_form(EVERYONE))]
+PromptPage = Annotated[SignedIn, Depends(_page(PROMPT_EDITORS, NOT_FOR_DOCTORS))]
+PromptForm = Annotated[SignedIn, Depends(_form(PROMPT_EDITORS, NOT_FOR_DOCTORS))]

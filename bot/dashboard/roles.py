@@ -1,4 +1,4 @@
-"""Staff roles: doctors and admins read cases; operators do not."""
+"""Staff roles: doctors and admins read cases; operators and admins edit the prompts."""
 
 from enum import StrEnum
 
@@ -12,3 +12,4 @@ class Role(StrEnum):
 
 
 CLINICIANS = frozenset({Role.DOCTOR, Role.ADMIN})
+PROMPT_EDITORS = frozenset({Role.OPERATOR, Role.ADMIN})

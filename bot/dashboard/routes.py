@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from bot.dashboard import csrf, live
-from bot.dashboard.accounts import LoginResult
+from bot.dashboard.accounts import LoginResult, StaffAccount
 from bot.dashboard.actions import Disposition, Notice
 from bot.dashboard.guards import ClinicianForm, ClinicianPage, ClinicianStream, Denied, StaffForm
 from bot.dashboard.guards import signed_in as current_sign_in
@@ -31,6 +31,13 @@ def _https(request: Request) -> bool:
 
 def _next(target: str) -> str:
     return target if SAFE_NEXT.fullmatch(target) else "/dashboard"
+
+
+def _landing(target: str, account: StaffAccount) -> str:
+    # The queue is for clinicians: an operator signing in lands on the prompt console.
+    if target == "/dashboard" and not account.reads_cases and account.edits_prompts:
+        return "/dashboard/prompts"
+    return target
 
 
 def _login_form(
@@ -63,8 +70,9 @@ def _login_form(
 
 @router.get("/login")
 async def login_page(request: Request, svc: Services, next_: NextQuery = "/dashboard") -> Response:
-    if await current_sign_in(request) is not None:
-        return RedirectResponse(_next(next_), 303)
+    who = await current_sign_in(request)
+    if who is not None:
+        return RedirectResponse(_landing(_next(next_), who.account), 303)
     return _login_form(request, svc, next_)
 
 
@@ -83,7 +91,7 @@ async def login(
     result = await svc.accounts.authenticate(username, password, client)
     if result.account is None:
         return _login_form(request, svc, next_, username, result)
-    response = RedirectResponse(_next(next_), 303)
+    response = RedirectResponse(_landing(_next(next_), result.account), 303)
     set_session_cookie(response, await svc.sessions.start(result.account), _https(request))
     response.delete_cookie(csrf.LOGIN_COOKIE, path="/dashboard/login")
     return response

@@ -10,20 +10,23 @@ from bot.cases.service import CaseService
 from bot.dashboard.accounts import LockoutPolicy, StaffAccounts
 from bot.dashboard.actions import CaseActions
 from bot.dashboard.pages import Pages
+from bot.dashboard.prompt_console import PromptConsole
 from bot.dashboard.sessions import LoginSessions
+from bot.prompt_preview import PromptPreview
 from bot.runtime import Runtime
 from bot.triage.rules import TriageRules
 
 
 @dataclass(frozen=True)
 class DashboardServices:
-    """Accounts, sign-ins and cases, configured from the runtime's settings."""
+    """Accounts, sign-ins, cases and prompts, configured from the runtime's settings."""
 
     accounts: StaffAccounts
     sessions: LoginSessions
     cases: CaseService
     actions: CaseActions
     rules: TriageRules
+    prompts: PromptConsole
     pages: Pages
     heartbeat_s: float
 
@@ -38,6 +41,7 @@ class DashboardServices:
             cases=runtime.cases,
             actions=CaseActions(runtime.cases),
             rules=runtime.engine.rules,
+            prompts=PromptConsole(runtime.prompt_store, PromptPreview(runtime.engine)),
             pages=pages,
             heartbeat_s=settings.dashboard_heartbeat_s,
         )

@@ -7,14 +7,27 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from bot.channels.web import create_web_app
 from bot.dashboard.roles import Role
 from bot.runtime import Runtime
+from bot.storage.tables import PromptDraft
 from tests.dashboard.live import LiveServer, csrf_of, sign_in
 
 PUBLIC = {("GET", "/dashboard/login"), ("POST", "/dashboard/login")}
 ANY_STAFF = {("POST", "/dashboard/logout")}
+PROMPT_CONSOLE = "/dashboard/prompts"  # operators and admins; doctors are refused
+PATH_VALUES = {"name": "answer"}  # besides {case_id}: a new path parameter must be added here
+FORM = {
+    "text": "hello",
+    "outcome": "done",
+    "disposition": "no_action",
+    "source": "---\nname: answer\n---\nchanged by someone not allowed to\n",
+    "base_version": "1",
+    "note": "not allowed",
+    "version": "1",
+}
 
 
 async def _never_started() -> Runtime:
@@ -37,7 +50,8 @@ def dashboard_routes() -> list[tuple[str, str]]:
 
 ROUTES = dashboard_routes()
 GUARDED = [r for r in ROUTES if r not in PUBLIC]
-FOR_CLINICIANS = [r for r in GUARDED if r not in ANY_STAFF]
+FOR_PROMPT_EDITORS = [r for r in GUARDED if r[1].startswith(PROMPT_CONSOLE)]
+FOR_CLINICIANS = [r for r in GUARDED if r not in ANY_STAFF and r not in FOR_PROMPT_EDITORS]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +81,9 @@ def _request(
     client: httpx.Client, method: str, path: str, case_id: int, data: dict[str, str]
 ) -> httpx.Response:
     url = path.replace("{case_id}", str(case_id))
+    for name, value in PATH_VALUES.items():
+        url = url.replace("{" + name + "}", value)
+    assert "{" not in url, f"{path}: add its path parameters to PATH_VALUES"
     if url.endswith("/events"):
         with client.stream(method, url) as res:
             res.read() if res.status_code != 200 else next(res.iter_text())
@@ -85,6 +102,11 @@ def test_the_routes_are_the_ones_expected() -> None:
         "/dashboard/cases/{case_id}/reply",
         "/dashboard/cases/{case_id}/resolve",
         "/dashboard/logout",
+        "/dashboard/prompts",
+        "/dashboard/prompts/{name}",
+        "/dashboard/prompts/{name}/publish",
+        "/dashboard/prompts/{name}/history",
+        "/dashboard/prompts/{name}/rollback",
     }
     assert set(ROUTES) >= PUBLIC
 
@@ -94,13 +116,15 @@ def test_anonymous_is_sent_to_login_or_refused(
     live: LiveServer, case_id: int, method: str, path: str
 ) -> None:
     with httpx.Client(base_url=live.url, follow_redirects=False) as anonymous:
-        res = _request(anonymous, method, path, case_id, {"text": "x", "outcome": "x"})
+        res = _request(anonymous, method, path, case_id, FORM)
     if method == "GET" and not path.endswith("/events"):
         assert res.status_code == 303
         assert res.headers["location"].startswith("/dashboard/login?next=/dashboard")
     else:
         assert res.status_code == 401
     assert "Chief complaint" not in res.text and "chest pain" not in res.text
+    assert "Guideline passages" not in res.text  # nor a prompt's text
+    _nothing_changed(live, case_id)
 
 
 @pytest.mark.parametrize(("method", "path"), FOR_CLINICIANS)
@@ -113,6 +137,27 @@ def test_operators_cannot_read_cases(
     assert "chest pain" not in res.text
     if not path.endswith("/events"):
         assert "operators cannot read transcripts unless they are also doctors" in res.text
+
+
+@pytest.mark.parametrize(("method", "path"), FOR_PROMPT_EDITORS)
+def test_doctors_cannot_use_the_prompt_console(
+    live: LiveServer, doctor: httpx.Client, case_id: int, method: str, path: str
+) -> None:
+    token = csrf_of(doctor.get("/dashboard").text)  # the doctor's own, valid token
+    res = _request(doctor, method, path, case_id, {**FORM, "csrf_token": token})
+    assert res.status_code == 403
+    assert "only operators and admins can" in res.text
+    assert "Guideline passages" not in res.text
+    _nothing_changed(live, case_id)
+
+
+@pytest.mark.parametrize(("method", "path"), [r for r in FOR_PROMPT_EDITORS if r[0] == "GET"])
+def test_operators_can_open_the_prompt_console(
+    live: LiveServer, operator: httpx.Client, case_id: int, method: str, path: str
+) -> None:
+    res = _request(operator, method, path, case_id, {})
+    assert res.status_code == 200
+    assert "answer" in res.text and "crushing chest pain" not in res.text  # no patient data
 
 
 @pytest.mark.parametrize(("method", "path"), [r for r in FOR_CLINICIANS if r[0] == "GET"])
@@ -130,18 +175,33 @@ def test_doctors_can_read(
 @pytest.mark.parametrize("token", ["", "forged-token"])
 @pytest.mark.parametrize(("method", "path"), [r for r in GUARDED if r[0] == "POST"])
 def test_a_post_without_the_right_csrf_token_is_refused(
-    live: LiveServer, doctor: httpx.Client, case_id: int, method: str, path: str, token: str
+    live: LiveServer,
+    doctor: httpx.Client,
+    operator: httpx.Client,
+    case_id: int,
+    method: str,
+    path: str,
+    token: str,
 ) -> None:
-    data = {"text": "hello", "outcome": "done", "disposition": "no_action"}
-    if token:
-        data["csrf_token"] = token
-    res = _request(doctor, method, path, case_id, data)
+    # Each route is tried by someone its role lets in: only the token is wrong.
+    client = operator if (method, path) in FOR_PROMPT_EDITORS else doctor
+    data = {**FORM, "csrf_token": token} if token else FORM
+    res = _request(client, method, path, case_id, data)
     assert res.status_code == 403 and "form has expired" in res.text
-    # Nothing happened: still signed in, the case still open, no message sent.
-    assert doctor.get("/dashboard").status_code == 200
+    # Nothing happened: still signed in, the case still open, no message sent, no prompt
+    # published and no draft saved.
+    assert client.get("/dashboard/login").status_code == 303  # signed in: sent on
+    _nothing_changed(live, case_id)
+
+
+def _nothing_changed(live: LiveServer, case_id: int) -> None:
     detail = live.call(lambda rt: rt.cases.store.detail(case_id))
     assert detail is not None and detail.case.status.value == "open"
     assert not any(line.role == "doctor" for line in detail.transcript)
+    history = live.call(lambda rt: rt.prompt_store.history("answer"))
+    assert [v.version for v in history] == [1]
+    drafts = live.call(lambda rt: rt.storage.run(lambda s: s.exec(select(PromptDraft)).all()))
+    assert drafts == []
 
 
 def test_the_login_form_needs_its_csrf_token(live: LiveServer) -> None:

@@ -7,7 +7,6 @@ saves the screenshots shown in the README (docs/screenshots/).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,55 +14,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.config import REPO_ROOT
 from bot.dashboard.roles import Role
-from tests.dashboard.live import PASSWORD, LiveServer, serving
+from tests.dashboard.browser import SCREENSHOTS, sign_in
+from tests.dashboard.live import LiveServer, serving
 from tests.fakes import scripted
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Dialog, Page
+    from playwright.sync_api import Dialog, Page
 
 pytestmark = pytest.mark.browser
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
-WAIT_MS = 15_000
-
-
-def _browser_or_skip() -> None:
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (Debian package chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package (the dev extra)")
-    if missing:
-        reason = f"the browser tests need {' and '.join(missing)}; `make test` installs them"
-        if os.environ.get("CI") or os.environ.get("CAREBOT_TEST_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    _browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -74,23 +33,6 @@ def live(
     llm = scripted(fail_with="the model is offline in this test")
     with serving(tmp_path_factory.mktemp("browser"), guideline_index_dir, llm) as server:
         yield server
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    tab = context.new_page()
-    tab.set_default_timeout(WAIT_MS)
-    yield tab
-    context.close()
-
-
-def sign_in(page: Page, live: LiveServer, username: str) -> None:
-    page.goto(f"{live.url}/dashboard")
-    assert "/dashboard/login" in page.url  # not signed in yet: sent to the login form
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def wait_live(page: Page) -> None:

@@ -72,8 +72,9 @@ def test_the_queue_shows_active_cases_most_urgent_then_oldest(
     assert page.index(f'data-case="{first}"') < page.index(f'data-case="{second}"')
     row = page[page.index(f'data-case="{first}"') :].split("</tr>", 1)[0]
     assert "emergency" in row and ">open<" in row and "—" in row
-    assert "Crushing central chest pain with sweating" in row  # the summary's first line
-    assert "Started at rest" not in row  # ... and only that
+    # Before consent the summary is built from the triage data; the queue shows its first line.
+    assert "Chief complaint: crushing chest pain and sweating" in row
+    assert "Red flags" not in row  # ... and only that
 
 
 def test_claim_reply_resolve(live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]) -> None:
