@@ -52,6 +52,8 @@ bench: $(VENV)/.dev-installed ## run the benchmarks and print their tables
 	@$(PY) -m bench.llm_speed
 	@$(PY) -m bench.triage_latency
 	@$(PY) -m bench.answer_path
+	@$(PY) -m bench.telegram_load
+	@$(PY) -m bench.alert_latency
 
 clean: ## remove the virtual environment and local data
 	rm -rf $(VENV) data
