@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import machine, summary
+from bench.common import report, summary
 from bot.config import REPO_ROOT, load_settings
 from bot.llm.factory import build_llm
 from bot.prompts import PromptLibrary
@@ -70,12 +69,7 @@ def main() -> None:
     # MedQuAD fills the rest, so the run has N questions even when the pack has fewer topics.
     questions = mine + rng.sample(pool, min(args.n - len(mine), len(pool)))
     result = asyncio.run(run(questions))
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    print(f"machine: {machine()}")
-    for key, value in result.items():
-        print(f"{key:<14} {value}")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -45,3 +46,14 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def report(result: dict[str, object], as_json: bool) -> None:
+    """Print a benchmark's result as JSON, or as the machine and one line per figure."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"machine: {machine()}")
+    width = max(len(k) for k in result) + 2
+    for key, value in result.items():
+        print(f"{key:<{width}} {value}")

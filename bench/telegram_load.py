@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine, summary
+from bench.common import report, summary
 from bench.engine_overhead import instant_llm
 from bot.channels.telegram import start_telegram
 from bot.config import load_settings
@@ -135,12 +135,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = asyncio.run(run(args.chats, args.messages, args.timeout))
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    print(f"machine: {machine()}")
-    for key, value in result.items():
-        print(f"{key:<20} {value}")
+    report(result, args.json)
 
 
 if __name__ == "__main__":
