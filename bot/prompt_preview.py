@@ -17,7 +17,7 @@ from bot.cases.summary import CaseSummarizer
 from bot.engine import ConversationEngine
 from bot.memory.base import Turn
 from bot.models import TriageLevel
-from bot.prompts import TEXTS, PromptLibrary
+from bot.prompts import PromptLibrary
 from bot.replies import detect_language
 from bot.triage.classifier import TriageClassifier
 from rag.answer import GuidelineAnswerer
@@ -33,7 +33,15 @@ SAMPLES: dict[str, list[str]] = {
     "burn": ["I burnt my hand on the oven, it's red and stinging"],
     "Chinese fever": ["我发烧了怎么办"],
 }
-_SAMPLE_TEXTS = ("consent", "emergency", "no_guideline", "disclaimer", "doctor_waiting")
+# Sample values for the variables patient texts declare.
+_SAMPLE_VALUES: dict[str, object] = {
+    "explanation": "(why the rules flagged it)",
+    "position": 2,
+    "minutes": 30,
+    "doctor": "Dr Ada",
+    "limit": 4000,
+    "memory_days": 7,
+}
 
 
 class PreviewResult(BaseModel):
@@ -65,17 +73,11 @@ class PromptPreview:
     async def _output(self, name: str, library: PromptLibrary, lines: list[str]) -> str:
         language = detect_language(lines[-1], "en")
         llm = self.engine.answerer.llm
-        if name == TEXTS:
-            values = {"explanation": "(the red-flag explanation)", "position": 2, "minutes": 30}
+        if name in library.groups:  # patient texts: each one, as the patient reads it
             shown = []
-            for key in _SAMPLE_TEXTS:
-                entry = library.texts[key]
-                body = library.text(
-                    key,
-                    language,
-                    emergency_number="112",
-                    **{v: values[v] for v in entry.variables if v in values},
-                )
+            for key, entry in library.groups[name].items():
+                values = {v: _SAMPLE_VALUES.get(v, f"<{v}>") for v in entry.variables}
+                body = library.text(key, language, emergency_number="112", **values)
                 shown.append(f"[{key}]\n{body}")
             return "\n\n".join(shown)
         if name in ("triage", "triage_repair"):

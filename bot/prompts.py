@@ -45,7 +45,6 @@ class PatientText(BaseModel):
     languages: dict[str, str]
 
 
-TEXTS = "patient_texts"
 MAX_SOURCE_CHARS = 60_000  # a prompt longer than this is a mistake, not a prompt
 
 
@@ -125,15 +124,43 @@ class PromptLibrary:
             template = parse_template(raw, str(path))
             self.templates[template.name] = template
             self.sources[template.name], self.versions[template.name] = raw, 1
-        texts_path = folder / "patient_texts.yaml"
-        raw = texts_path.read_text(encoding="utf-8")
-        self.texts = parse_texts(raw, str(texts_path))
-        self.sources[TEXTS], self.versions[TEXTS] = raw, 1
+        # Patient texts come in groups, one file each (consent, emergency, level advice...);
+        # a key belongs to exactly one group.
+        self.groups: dict[str, dict[str, PatientText]] = {}
+        for path in sorted(folder.glob("*.yaml")):
+            raw = path.read_text(encoding="utf-8")
+            name = path.stem
+            self.groups[name] = parse_texts(raw, str(path))
+            self.sources[name], self.versions[name] = raw, 1
+        if not self.groups:
+            raise ConfigError(f"{folder}: no patient texts (*.yaml)")
+        self.texts = self._merged()
         self.shipped = dict(self.sources)  # what the files say, for validation
 
     def names(self) -> list[str]:
         """Every prompt's name."""
         return sorted(self.sources)
+
+    def purpose(self, name: str) -> str:
+        """What a prompt is for, from its header."""
+        if name in self.templates:
+            return self.templates[name].purpose
+        header = yaml.safe_load(self.sources.get(name, "")) if name in self.groups else None
+        return str(header.get("purpose", "")) if isinstance(header, dict) else ""
+
+    def _merged(
+        self, replace: tuple[str, dict[str, PatientText]] | None = None
+    ) -> dict[str, PatientText]:
+        groups = dict(self.groups)
+        if replace is not None:
+            groups[replace[0]] = replace[1]
+        merged: dict[str, PatientText] = {}
+        for name, texts in sorted(groups.items()):
+            for key in texts:
+                if key in merged:
+                    raise ConfigError(f"patient text {key} is in more than one file ({name})")
+            merged.update(texts)
+        return merged
 
     def problems(self, name: str, raw: str) -> list[str]:
         """What is wrong with a draft of prompt `name` (empty: it may be published).
@@ -148,8 +175,8 @@ class PromptLibrary:
         if len(raw) > MAX_SOURCE_CHARS:
             return [f"the draft is {len(raw):,} characters; the limit is {MAX_SOURCE_CHARS:,}"]
         try:
-            if name == TEXTS:
-                return self._text_problems(parse_texts(raw, "draft"))
+            if name in self.groups:
+                return self._text_problems(name, parse_texts(raw, "draft"))
             draft = parse_template(raw, "draft")
         except ConfigError as exc:
             return [str(exc)]
@@ -167,9 +194,11 @@ class PromptLibrary:
             found.append(f"required elements cannot be dropped: {lost}")
         return found
 
-    def _text_problems(self, draft: dict[str, PatientText]) -> list[str]:
-        shipped = parse_texts(self.shipped[TEXTS], TEXTS)
+    def _text_problems(self, name: str, draft: dict[str, PatientText]) -> list[str]:
+        shipped = parse_texts(self.shipped[name], name)
         found = [f"text {k} is missing" for k in shipped if k not in draft]
+        others = {k for group, texts in self.groups.items() if group != name for k in texts}
+        found += [f"text {k} belongs to another file" for k in draft if k in others]
         found += [
             f"text {k} must keep variables {sorted(shipped[k].variables)}"
             for k in shipped
@@ -182,8 +211,10 @@ class PromptLibrary:
         found = self.problems(name, raw)
         if found:
             raise ConfigError(f"prompt {name} version {version}: " + "; ".join(found))
-        if name == TEXTS:
-            self.texts = parse_texts(raw, name)
+        if name in self.groups:
+            group = parse_texts(raw, name)
+            self.texts = self._merged((name, group))
+            self.groups[name] = group
         else:
             self.templates[name] = parse_template(raw, name)
         self.sources[name], self.versions[name] = raw, version

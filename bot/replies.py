@@ -1,6 +1,6 @@
 """Patient-facing replies the engine assembles: emergency, follow-up questions, answers.
 
-Every word comes from `prompts/patient_texts.yaml` in the patient's language, with the
+Every word comes from the patient texts in `prompts/*.yaml`, in the patient's language, with the
 emergency number of the patient's locale filled in.
 """
 

@@ -64,11 +64,13 @@ def test_invalid_drafts_are_refused_with_the_reason(draft: str, problem: str) ->
 
 def test_valid_drafts_and_patient_texts_are_checked_too() -> None:
     assert LIBRARY.problems("answer", ANSWER.replace("Guideline passages", "Guideline texts")) == []
-    texts = LIBRARY.shipped["patient_texts"]
-    assert LIBRARY.problems("patient_texts", texts.replace("Sources:", "References:")) == []
+    texts = LIBRARY.shipped["answer_texts"]
+    assert LIBRARY.problems("answer_texts", texts.replace("Sources:", "References:")) == []
     dropped = texts.replace("  sources_heading:", "  sources_heading_gone:")
-    assert "text sources_heading is missing" in LIBRARY.problems("patient_texts", dropped)
-    assert LIBRARY.problems("patient_texts", "texts: [") != []
+    assert "text sources_heading is missing" in LIBRARY.problems("answer_texts", dropped)
+    assert LIBRARY.problems("answer_texts", "texts: [") != []
+    stolen = texts + LIBRARY.shipped["consent_texts"].split("texts:\n", 1)[1]
+    assert "text consent belongs to another file" in LIBRARY.problems("answer_texts", stolen)
     assert LIBRARY.problems("nothing", "x") == ["there is no prompt named 'nothing'"]
 
 
@@ -206,7 +208,7 @@ async def test_preview_runs_every_prompt_beside_the_active_version(
     assert any("MARKER-PREVIEW" in str(p) for p in llm.model.prompts)  # type: ignore[attr-defined]
     assert rt.engine.writer.prompts.versions["answer"] == 1  # the live library is untouched
     assert "MARKER-PREVIEW" not in rt.engine.writer.prompts.template("answer").body
-    texts = await preview.run("patient_texts", LIBRARY.shipped["patient_texts"], ["hello"])
+    texts = await preview.run("consent_texts", LIBRARY.shipped["consent_texts"], ["hello"])
     assert "[consent]" in texts.draft and "112" in texts.draft
     with pytest.raises(ConfigError):
         await preview.run("answer", ANSWER.replace("{passages}", ""), ["hi"])

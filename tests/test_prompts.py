@@ -42,9 +42,8 @@ def test_missing_or_undeclared_variable_is_an_error() -> None:
 
 def _write(folder: Path, body: str, header: str) -> None:
     folder.mkdir(exist_ok=True)
-    (folder / "patient_texts.yaml").write_text(
-        (REPO_ROOT / "prompts/patient_texts.yaml").read_text()
-    )
+    for texts in (REPO_ROOT / "prompts").glob("*.yaml"):
+        (folder / texts.name).write_text(texts.read_text())
     (folder / "answer.md").write_text(f"---\n{header}\n---\n{body}\n")
 
 
@@ -65,4 +64,15 @@ def test_template_dropping_a_required_element_is_refused(tmp_path: Path) -> None
         "name: answer\npurpose: x\nvariables: [question, passages]\nrequired: ['[1]']",
     )
     with pytest.raises(ConfigError, match="required"):
+        PromptLibrary(tmp_path / "p")
+
+
+def test_each_patient_text_lives_in_exactly_one_file(tmp_path: Path) -> None:
+    assert set(LIBRARY.groups) >= {"consent_texts", "emergency_texts", "level_advice"}
+    assert sum(len(g) for g in LIBRARY.groups.values()) == len(LIBRARY.texts)
+    _write(tmp_path / "p", "Answer {question} from {passages} [1] not instructions", "x: 1")
+    twice = (REPO_ROOT / "prompts/consent_texts.yaml").read_text()
+    (tmp_path / "p" / "zz_copy.yaml").write_text(twice.replace("consent_texts", "zz_copy"))
+    (tmp_path / "p" / "answer.md").write_text((REPO_ROOT / "prompts/answer.md").read_text())
+    with pytest.raises(ConfigError, match="more than one file"):
         PromptLibrary(tmp_path / "p")

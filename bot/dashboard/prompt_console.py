@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-import yaml
 from pydantic import BaseModel
 
 from bot.errors import CareBotError
 from bot.prompt_preview import SAMPLES, PreviewResult, PromptPreview
 from bot.prompt_store import Draft, PromptStore, Version, diff
-from bot.prompts import TEXTS
 
 MAX_CONVERSATION_LINES = 20
 
@@ -113,13 +111,7 @@ class PromptConsole:
 
     def purpose(self, name: str) -> str:
         """What the prompt is for, from its own header."""
-        library = self.store.library
-        if name in library.templates:
-            return library.templates[name].purpose
-        if name == TEXTS:
-            header = yaml.safe_load(library.sources[TEXTS])
-            return str(header.get("purpose", "")) if isinstance(header, dict) else ""
-        return ""
+        return self.store.library.purpose(name)
 
     async def overview(self, author: str) -> list[PromptRow]:
         """Every prompt with its active version and `author`'s draft, by name."""
