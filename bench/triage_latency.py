@@ -1,24 +1,29 @@
-"""Triage latency: the rules alone (per message, by length) and full triage with the LLM.
+"""Triage latency: one decision (rules, lexicon, ConText, meaning, interview) by input size.
 
-Messages are written for this benchmark (no evaluation data). Rule latency counts fact
-extraction, spelling correction, negation and every rule; full triage adds the configured
-LLM classifier (the embedded SmolLM2 by default). Run: python -m bench.triage_latency [--json]
+Messages are written for this benchmark (no evaluation data). A decision covers fact
+extraction, spelling correction, the lexicon and rule patterns, medspaCy ConText, matching by
+meaning with the packaged MiniLM (when on), and the choice of the next questions. Sizes: short
+messages, 180-character messages, a 24-message conversation (the whole conversation is
+re-read at every message), a 4,096-letter word, and 200,000-character messages (one word; a
+pasted text; a text with a red flag only at its end). The optional LLM classifier is timed
+apart (`--llm`). Run: python -m bench.triage_latency [--json] [--llm]
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
+from collections.abc import Callable
 
-from bench.common import machine, summary
+from bench.common import report, summary
 from bot.config import load_settings
 from bot.llm.factory import build_llm
+from bot.models import TriageLevel
 from bot.prompts import PromptLibrary
 from bot.runtime import build_triage
-from bot.triage.rules import TriageRules
-from bot.triage.service import ModelVote
+from bot.triage.service import ModelVote, TriageService
+from rag.embeddings import MiniLMEmbeddings
 
 SHORT = [
     "I have a sore throat",
@@ -28,13 +33,14 @@ SHORT = [
     "burning when I pee",
     "back pain after lifting",
 ]
+# About 180 characters each.
 MEDIUM = [
     "I'm 34 and I've had a cough and a runny nose for about five days. No fever, no chest "
     "pain, breathing is fine, but I feel tired and my throat is scratchy in the mornings.",
     "My 3 year old has had a temperature of 38.6 since this morning. She is drinking but "
-    "not eating much and seems a bit more sleepy than usual. No rash that I can see.",
+    "not eating much and seems a bit more sleepy than usual. No rash that I can see at all.",
     "I twisted my ankle playing football yesterday. It is swollen and bruised and it hurts "
-    "to walk on it but I can put some weight on it. Should I get an x-ray?",
+    "to walk on it but I can put some weight on it. Should I get an x-ray or just rest it?",
 ]
 HISTORY = [
     "hello",
@@ -46,21 +52,63 @@ HISTORY = [
     "sometimes I feel sick",
     "today I also feel dizzy",
 ] * 3
+PASTED = (
+    "Last winter I had a cough that went on for weeks and my GP gave me antibiotics. "
+    "My knee has been stiff since I started running again, no swelling though. "
+    "I sleep badly when work is busy and drink too much coffee. "
+)
 
 
-def rules_us(rules: TriageRules, texts: list[list[str]], rounds: int) -> dict[str, float]:
-    """Time `rules.check` over each conversation, `rounds` times; microseconds."""
+def _time(decide: Callable[[], object], rounds: int) -> dict[str, float]:
     times = []
     for _ in range(rounds):
-        for conversation in texts:
-            start = time.perf_counter()
-            rules.check(conversation)
-            times.append((time.perf_counter() - start) * 1e6)
+        start = time.perf_counter()
+        decide()
+        times.append((time.perf_counter() - start) * 1000)
     return summary(times)
 
 
-async def full_ms(n: int) -> dict[str, float]:
-    """Time full triage (rules + embedded classifier) on short and medium messages."""
+def decisions(service: TriageService, rounds: int) -> dict[str, object]:
+    """Time one triage decision per input kind; milliseconds."""
+    huge_word = "a" * 200_000
+    pasted = (PASTED * (200_000 // len(PASTED) + 1))[:200_000]
+    unique = " ".join(f"{PASTED.replace('.', f' on day {i}.')}" for i in range(1_200))[:200_000]
+    red_flag_last = pasted[: 200_000 - 40] + " now my face is drooping on one side"
+    found = service.decide([red_flag_last], ask=False).level
+    results: dict[str, object] = {
+        "short_ms": summary(
+            [
+                ms
+                for m in SHORT
+                for ms in [_one(lambda m=m: service.decide([m])) for _ in range(rounds // 6)]
+            ]
+        ),
+        "medium_180_chars_ms": summary(
+            [
+                ms
+                for m in MEDIUM
+                for ms in [_one(lambda m=m: service.decide([m])) for _ in range(rounds // 3)]
+            ]
+        ),
+        "conversation_24_messages_ms": _time(lambda: service.decide(HISTORY), rounds // 2),
+        "word_4096_letters_ms": _time(lambda: service.decide(["x" * 4096]), 20),
+        "word_200k_letters_ms": _time(lambda: service.decide([huge_word]), 10),
+        "pasted_200k_chars_ms": _time(lambda: service.decide([pasted]), 10),
+        "distinct_200k_chars_ms": _time(lambda: service.decide([unique]), 10),
+        "red_flag_at_end_of_200k_ms": _time(lambda: service.decide([red_flag_last]), 10),
+        "red_flag_at_end_of_200k_found": found is TriageLevel.EMERGENCY,
+    }
+    return results
+
+
+def _one(call: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1000
+
+
+async def llm_ms(n: int) -> dict[str, float]:
+    """Time the embedded LLM classifier's advice (not on the emergency path)."""
     settings = load_settings()
     llm = build_llm(settings)
     await llm.warm_up()
@@ -78,21 +126,24 @@ async def full_ms(n: int) -> dict[str, float]:
 
 
 def main() -> None:
-    """Print the rule and full-triage latency tables (or JSON with --json)."""
-    rules = TriageRules()
-    results = {
-        "rules_short_us": rules_us(rules, [[m] for m in SHORT], 500),
-        "rules_medium_us": rules_us(rules, [[m] for m in MEDIUM], 500),
-        "rules_history_24_messages_us": rules_us(rules, [HISTORY], 200),
-        "full_triage_ms": asyncio.run(full_ms(20)),
+    """Print the triage latency figures (or JSON with --json)."""
+    settings = load_settings()
+    prompts = PromptLibrary(settings.prompts_dir)
+    embedder = MiniLMEmbeddings(
+        settings.embedding_model_path,
+        batch_size=settings.embedding_batch_size,
+        precision=settings.embedding_precision,
+    )
+    words_only = build_triage(settings, None, prompts)
+    with_meaning = build_triage(settings, None, prompts, embedder=embedder)
+    result: dict[str, object] = {
+        "embedding_precision": "bf16" if embedder.bf16 else "fp32",
+        "words_only": decisions(words_only, 300),
+        "with_meaning": decisions(with_meaning, 120),
     }
-    if "--json" in sys.argv:
-        print(json.dumps({"machine": machine(), **results}))
-        return
-    print(f"Triage latency on {machine()}")
-    print(f"{'what':<32}{'n':>6}{'p50':>10}{'p95':>10}{'p99':>10}")
-    for name, s in results.items():
-        print(f"{name:<32}{s['n']:>6.0f}{s['p50']:>10.1f}{s['p95']:>10.1f}{s['p99']:>10.1f}")
+    if "--llm" in sys.argv:
+        result["llm_classifier_ms"] = asyncio.run(llm_ms(20))
+    report(result, "--json" in sys.argv)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,13 @@ class TriageMode(StrEnum):
     full = "full"
 
 
+class Unmentioned(StrEnum):
+    """How the simulated patient answers a red-flag question its case does not answer."""
+
+    absent = "absent"
+    unsure = "unsure"
+
+
 @app.command()
 def triage(
     text: Annotated[str, typer.Argument(help="What the patient wrote (quote it).")],
@@ -160,32 +167,69 @@ async def _triage_service(
     from bot.prompts import PromptLibrary
     from bot.runtime import build_triage
     from bot.triage.service import ModelVote
+    from rag.embeddings import MiniLMEmbeddings
 
     llm = build_llm(settings) if model else None
     vote = ModelVote.RAISE if settings.triage_model_vote == "raise" else ModelVote.ADVISE
-    return build_triage(settings, llm, PromptLibrary(settings.prompts_dir), vote), llm
+    embedder = MiniLMEmbeddings(
+        settings.embedding_model_path,
+        batch_size=settings.embedding_batch_size,
+        precision=settings.embedding_precision,
+    )
+    prompts = PromptLibrary(settings.prompts_dir)
+    return build_triage(settings, llm, prompts, vote, embedder), llm
 
 
 @eval_app.command("triage")
 def eval_triage(
-    file: Annotated[Path, typer.Argument(help="JSON Lines cases, or the Semigran file as is.")],
+    file: Annotated[
+        Path | None, typer.Argument(help="JSON Lines cases, or the Semigran file as is.")
+    ] = None,
+    dialogue: Annotated[
+        Path | None,
+        typer.Option(
+            "--dialogue",
+            help="Dialogue cases: opening message + facts by question id; a simulated "
+            "patient answers the bot's questions.",
+        ),
+    ] = None,
     mode: Annotated[
         TriageMode, typer.Option(help="rules: rules only; full: rules + LLM classifier.")
     ] = TriageMode.rules,
+    unmentioned: Annotated[
+        Unmentioned | None,
+        typer.Option(
+            help="How the simulated patient answers a red-flag question the case does not "
+            "answer: absent ('no': a complete vignette would have mentioned it; the default "
+            "for single-message files) or unsure ('I'm not sure'; the default with "
+            "--dialogue)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (every case included).")] = (
         False
     ),
 ) -> None:
-    """Score triage on labelled cases: accuracy, emergency recall, under/over-triage."""
+    """Score triage on labelled cases: accuracy, emergency recall, under/over-triage.
+
+    Every case is played as a conversation: the bot may ask its rounds of red-flag questions
+    and the simulated patient answers from the case's facts ("I'm not sure" when it has none,
+    as for single-message files); the level scored is the one the bot settles on.
+    """
     from bot.triage.evaluate import load_cases
 
     settings = _settings()
+    path = dialogue or file
+    if path is None or (dialogue is not None and file is not None):
+        typer.echo("carebot: give one case file, or --dialogue FILE", err=True)
+        raise typer.Exit(2)
     try:
-        cases = load_cases(file)
+        cases = load_cases(path)
     except (OSError, ValueError) as exc:
         typer.echo(f"carebot: {exc}", err=True)
         raise typer.Exit(2) from exc
-    report = asyncio.run(_evaluate(settings, cases, mode))
+    if unmentioned is None:
+        unmentioned = Unmentioned.unsure if dialogue else Unmentioned.absent
+    report = asyncio.run(_evaluate(settings, cases, mode, unmentioned))
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
@@ -194,19 +238,18 @@ def eval_triage(
         typer.echo(format_table(report))
 
 
-async def _evaluate(settings: Settings, cases: list[EvalCase], mode: TriageMode) -> EvalReport:
+async def _evaluate(
+    settings: Settings, cases: list[EvalCase], mode: TriageMode, unmentioned: Unmentioned
+) -> EvalReport:
     from bot.replies import detect_language
-    from bot.triage.evaluate import Prediction, evaluate
+    from bot.triage.evaluate import Prediction, converse, evaluate
 
     service, llm = await _triage_service(settings, mode is TriageMode.full)
 
-    async def assess(text: str) -> Prediction:
-        result = await service.assess([text], detect_language(text, settings.default_language))
-        return Prediction(
-            level=result.level,
-            rules=[h.rule_id for h in result.hits],
-            model_level=result.model.level if result.model else None,
-        )
+    async def assess(case: EvalCase) -> Prediction:
+        language = case.language or detect_language(case.text, settings.default_language)
+        rounds = settings.triage_followup_rounds
+        return await converse(service, case, language, rounds, unmentioned.value)
 
     try:
         if llm is not None:

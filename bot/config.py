@@ -100,6 +100,18 @@ class Settings(BaseSettings):
         default="off",
         description="How the LLM triage classifier counts: off, advise (questions only), raise.",
     )
+    triage_questions_per_round: int = Field(
+        default=3, ge=1, le=5, description="Red-flag questions asked in one round."
+    )
+    triage_semantic: bool = Field(
+        default=True, description="Also match red flags by meaning (the packaged MiniLM)."
+    )
+    triage_semantic_threshold: float = Field(
+        default=0.75,
+        ge=0.5,
+        le=0.99,
+        description="Cosine similarity at which a clause counts as a red-flag exemplar.",
+    )
     default_language: Literal["en", "zh"] = "en"
     max_message_chars: int = Field(default=4000, ge=100, le=100_000)
 

@@ -16,8 +16,7 @@ from bot.replies import (
     is_consent,
 )
 from bot.storage.repository import Storage, StoredIncoming
-from bot.triage.classifier import MissingFact
-from bot.triage.service import TriageResult, TriageService, is_general_question
+from bot.triage.service import PatientMessage, TriageResult, TriageService
 from bot.turns import Outcome, Turns
 from rag.answer import GuidelineAnswerer, OnDelta
 
@@ -51,8 +50,8 @@ class ConversationEngine:
         self.rules = triage.rules
         self.answerer, self.prompts = answerer, prompts
         self.options = options or EngineOptions()
-        self.writer = ReplyWriter(prompts, self.rules, self.options)
-        self.turns = Turns(storage, sessions, self.rules, self.writer, self.options)
+        self.writer = ReplyWriter(prompts, self.rules, self.options, triage.interview)
+        self.turns = Turns(storage, sessions, triage, self.writer, self.options)
         self.locks = self.turns.locks
         self.cases: CaseHooks | None = None  # set when doctors' cases are served
 
@@ -96,7 +95,7 @@ class ConversationEngine:
             state, history = await self.turns.recall(m, stored)
             language = state.language or m.language or self.options.default_language
             language = detect_language(m.text, language) if m.text.strip() else language
-            hits = self.rules.check([m.text], language) if m.text.strip() else []
+            hits = self.triage.decide([m.text], language, ask=False).hits if m.text.strip() else []
             if any(
                 h.level.rank >= retriage_from.rank and h.rule_id not in state.announced_flags
                 for h in hits
@@ -187,15 +186,17 @@ class ConversationEngine:
         )
         state.language = language
 
-        # Red flags on everything the patient said, before consent and before any model.
-        # General questions ("what are the signs of a stroke?") report nobody's symptoms.
-        said = [t.text for t in history if t.role == "patient"] + [msg.text]
-        patient_texts = [t for t in said if not is_general_question(t)]
-        hits = self.rules.check(patient_texts, language)
+        # One triage decision on everything the patient said (and answered), before consent
+        # and before any model: it decides the emergency reply, the questions and the level.
+        conversation = _conversation(history, msg.text)
+        asking = state.followup_rounds < self.options.max_followup_rounds
+        triage = self.triage.decide(conversation, language, ask=asking)
+        hits = triage.hits
         emergencies = self.rules.emergencies(hits)
         if state.mode == "with_doctor" and state.escalation_id is not None and self.cases:
             # A doctor holds the case: the message goes to them; the rules still run.
-            fresh = [h.rule_id for h in self.rules.check([msg.text], language)]
+            latest = len(conversation) - 1
+            fresh = [h.rule_id for h in hits if any(e.message == latest for e in h.evidence)]
             await self.cases.patient_message(state.escalation_id, msg.text, fresh)
             if any(h.rule_id not in state.announced_flags for h in emergencies):
                 return await self._open_emergency(stored, state, hits, language), state, history
@@ -203,7 +204,9 @@ class ConversationEngine:
         if any(h.rule_id not in state.announced_flags for h in emergencies):
             return await self._open_emergency(stored, state, hits, language), state, history
 
-        reply = await self._converse(msg, stored, state, history, language, patient_texts, on_delta)
+        reply = await self._converse(
+            msg, stored, state, history, language, conversation, triage, on_delta
+        )
         if emergencies:
             # Already warned: answer this message, but keep the warning in front of it.
             reply.text = f"{self.writer.reminder(emergencies, language)}\n\n{reply.text}"
@@ -254,7 +257,8 @@ class ConversationEngine:
         state: SessionState,
         history: list[Turn],
         language: str,
-        patient_texts: list[str],
+        conversation: list[PatientMessage],
+        triage: TriageResult,
         on_delta: OnDelta | None,
     ) -> Reply:
         """Consent, triage (with follow-up questions), then a guideline answer."""
@@ -275,8 +279,7 @@ class ConversationEngine:
         if not text.strip():
             return Reply(text=self._text("empty_message", language), kind="notice")
 
-        general = is_general_question(text)
-        triage = await self.triage.assess(patient_texts, language)
+        triage = await self.triage.consult(triage, conversation)
         if triage.level is TriageLevel.EMERGENCY and not self.rules.emergencies(triage.hits):
             # Only the model called it an emergency (vote "raise"): act on it all the same.
             return await self._open_emergency(stored, state, triage.hits, language)
@@ -285,10 +288,11 @@ class ConversationEngine:
             note = await self._escalate(
                 stored, state, TriageLevel.URGENT, [h.rule_id for h in triage.hits], language
             )
-        questions = [] if general else self._next_questions(state, triage)
-        if questions:
+        if triage.questions:
+            state.followup_rounds += 1
+            state.asked_facts = [*state.asked_facts, *triage.questions]
             state.pending_text = state.pending_text or text
-            reply = self.writer.followup(triage, questions, language)
+            reply = self.writer.followup(triage, language)
             reply.text = f"{reply.text}\n\n{note}" if note else reply.text
             return reply
 
@@ -296,19 +300,20 @@ class ConversationEngine:
         state.pending_text, state.followup_rounds = None, 0
         limit = self.options.max_message_chars
         answer = await self.answerer.answer(question[:limit], history, language, on_delta)
-        reply = self.writer.answer(
-            answer, language, triage, truncated=len(question) > limit, general=general
-        )
+        reply = self.writer.answer(answer, language, triage, truncated=len(question) > limit)
         reply.text = f"{note}\n\n{reply.text}" if note else reply.text
         return reply
 
-    def _next_questions(self, state: SessionState, triage: TriageResult) -> list[MissingFact]:
-        """Pick this round's follow-up questions: unknown facts, never asked twice."""
-        if state.followup_rounds >= self.options.max_followup_rounds:
-            return []
-        fresh = [m for m in triage.missing if m.value not in state.asked_facts]
-        chosen = fresh[: self.options.max_questions_per_round]
-        if chosen:
-            state.followup_rounds += 1
-            state.asked_facts = [*state.asked_facts, *(m.value for m in chosen)]
-        return chosen
+
+def _conversation(history: list[Turn], latest: str) -> list[PatientMessage]:
+    """The patient's messages, each with the question ids the bot asked just before it."""
+    messages: list[PatientMessage] = []
+    asked: list[str] = []
+    for turn in history:
+        if turn.role == "patient":
+            messages.append(PatientMessage(text=turn.text, asked=asked))
+            asked = []
+        elif turn.role == "bot":
+            asked = list(turn.asked)
+    messages.append(PatientMessage(text=latest, asked=asked))
+    return messages

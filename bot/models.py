@@ -70,12 +70,27 @@ class Citation(BaseModel):
     path: str
 
 
+class Evidence(BaseModel):
+    """Where a finding was read: the patient's words, and how they were matched."""
+
+    finding: str
+    text: str = Field(description="The words that matched (patient text: never logged).")
+    message: int = Field(default=0, description="Index of the patient message it came from.")
+    start: int = 0
+    end: int = 0
+    flags: list[str] = Field(default_factory=list, description="ConText flags, e.g. possible.")
+    source: str = Field(default="lexicon", description="lexicon | semantic | answer | vitals")
+    exemplar: str | None = Field(default=None, description="The exemplar a meaning match hit.")
+    similarity: float | None = None
+
+
 class RedFlagHit(BaseModel):
     """A red-flag rule that fired, with its level and patient-facing explanation."""
 
     rule_id: str
     level: TriageLevel
     explanation: str
+    evidence: list[Evidence] = Field(default_factory=list)
 
 
 class Reply(BaseModel):

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.models import RedFlagHit, Reply, TriageLevel
 from bot.prompts import PromptLibrary
-from bot.triage.classifier import MissingFact
+from bot.triage.interview import Interview
 from bot.triage.rules import TriageRules
 from bot.triage.service import TriageResult
 from rag.answer import Answer
@@ -56,7 +56,6 @@ class EngineOptions:
     emergency_numbers: dict[str, str] | None = None  # per locale ("zh", "en-gb")
     default_language: str = "en"
     max_followup_rounds: int = 2
-    max_questions_per_round: int = 3
     max_message_chars: int = 4000
     history_turns: int = 20
 
@@ -81,24 +80,41 @@ def is_consent(text: str) -> bool:
     return text.strip().lower().rstrip(".!。！") in _CONSENT_WORDS
 
 
-def triage_record(triage: TriageResult) -> dict[str, Any]:
-    """Summarise a triage decision for the stored reply (rule ids and levels, no text)."""
+def triage_record(triage: TriageResult, asked: list[str] | None = None) -> dict[str, Any]:
+    """Summarise a triage decision for the stored reply and the doctors' summary.
+
+    Ids, levels and the evidence behind each rule (the patient's own words and their ConText
+    flags: this record is stored with the conversation, never logged).
+    """
     return {
         "level": triage.level.value,
         "rule_level": triage.rule_level.value,
         "decided_by": triage.decided_by,
         "rules": [h.rule_id for h in triage.hits],
+        "evidence": {
+            h.rule_id: [e.model_dump(exclude_none=True) for e in h.evidence] for h in triage.hits
+        },
+        "complaints": triage.complaints,
+        "screens": {q: a.value for q, a in triage.screens.items()},
+        "asked": list(asked or []),
         "model_level": triage.model.level.value if triage.model else None,
         "model_error": triage.model_error,
-        "missing": [m.value for m in triage.missing],
+        "missing": list(triage.unknown),
     }
 
 
 class ReplyWriter:
     """Turn triage results and guideline answers into the words a patient reads."""
 
-    def __init__(self, prompts: PromptLibrary, rules: TriageRules, options: EngineOptions) -> None:
+    def __init__(
+        self,
+        prompts: PromptLibrary,
+        rules: TriageRules,
+        options: EngineOptions,
+        interview: Interview | None = None,
+    ) -> None:
         self.prompts, self.rules, self.options = prompts, rules, options
+        self.interview = interview or Interview()
 
     def emergency_number(self, *locales: str | None) -> str:
         """Return the emergency number for the first locale configured ("en-GB", then "en")."""
@@ -143,9 +159,12 @@ class ReplyWriter:
         explanation = " ".join(dict.fromkeys(h.explanation for h in top[:2]))
         return self.text(f"advice_{triage.level.value}", language, explanation=explanation)
 
-    def followup(self, triage: TriageResult, questions: list[MissingFact], language: str) -> Reply:
-        """Ask for the facts triage is missing."""
-        asks = [f"• {self.text('question_' + q.value, language)}" for q in questions]
+    def followup(self, triage: TriageResult, language: str) -> Reply:
+        """Ask this round's red-flag questions, numbered so they can be answered in order."""
+        asks = []
+        for number, qid in enumerate(triage.questions, start=1):
+            wording = self.interview.question(qid).text
+            asks.append(f"{number}. {wording.get(language) or wording['en']}")
         if triage.level is TriageLevel.URGENT:
             # An urgent patient gets the advice now; the questions only help the doctor.
             head = [
@@ -159,6 +178,7 @@ class ReplyWriter:
             kind="followup",
             level=triage.level,
             red_flags=triage.hits,
+            triage=triage_record(triage, asked=triage.questions),
         )
 
     def answer(
@@ -167,12 +187,12 @@ class ReplyWriter:
         language: str,
         triage: TriageResult,
         truncated: bool,
-        general: bool,
     ) -> Reply:
         """The guideline answer with level advice, citations and the disclaimer."""
         parts = []
         if truncated:
             parts.append(self.text("too_long", language, limit=self.options.max_message_chars))
+        general = triage.general
         if general:
             parts.append(self.text("general_question_note", language))
         elif triage.level is not TriageLevel.EMERGENCY:  # emergencies carry their reminder

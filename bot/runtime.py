@@ -26,6 +26,7 @@ from bot.storage.migrate import upgrade
 from bot.storage.repository import Storage, make_engine
 from bot.triage.classifier import TriageClassifier
 from bot.triage.rules import TriageRules
+from bot.triage.semantic import Embedder, SemanticMatcher
 from bot.triage.service import ModelVote, TriageService
 from rag.answer import GuidelineAnswerer
 from rag.errors import IndexUnavailable
@@ -90,10 +91,33 @@ def build_triage(
     llm: LLMBackend | None,
     prompts: PromptLibrary,
     vote: ModelVote | None = None,
+    embedder: Embedder | None = None,
 ) -> TriageService:
-    """Build the triage service: rules, plus the LLM classifier when there is an LLM."""
+    """Build the triage service: rules and lexicon, matching by meaning when an embedding
+    model is given, and the LLM classifier when there is an LLM."""
     classifier = TriageClassifier(llm, prompts) if llm is not None else None
-    return TriageService(TriageRules(), classifier, vote or ModelVote(settings.triage_model_vote))
+    rules = TriageRules()
+    semantic = None
+    if embedder is not None and settings.triage_semantic:
+        semantic = SemanticMatcher(
+            rules,
+            embedder,
+            settings.triage_semantic_threshold,
+            cache_dir=settings.guideline_index_dir,
+        )
+        try:
+            semantic.warm_up()
+        except IndexUnavailable as exc:
+            # The lexicon's patterns still read every message; meaning adds to them.
+            logger.error("triage matches by words only: no embedding model (%s)", exc)
+            semantic = None
+    return TriageService(
+        rules,
+        classifier,
+        vote or ModelVote(settings.triage_model_vote),
+        semantic=semantic,
+        questions_per_round=settings.triage_questions_per_round,
+    )
 
 
 async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Runtime:
@@ -126,7 +150,7 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     engine = ConversationEngine(
         storage,
         sessions,
-        build_triage(settings, llm, prompts),
+        build_triage(settings, llm, prompts, embedder=library.embedder),
         answerer,
         prompts,
         EngineOptions(

@@ -18,7 +18,7 @@ from bot.memory.base import SessionState, SessionStore, Turn
 from bot.models import IncomingMessage, Reply, TriageLevel
 from bot.replies import LOCALE, EngineOptions, ReplyWriter, clean_text, detect_language
 from bot.storage.repository import Storage, StoredIncoming
-from bot.triage.rules import TriageRules
+from bot.triage.service import TriageService
 
 logger = logging.getLogger("bot.engine")
 # A unit of work on a stored message: the reply (None: stay quiet), state and history.
@@ -33,11 +33,11 @@ class Turns:
         self,
         storage: Storage,
         sessions: SessionStore,
-        rules: TriageRules,
+        triage: TriageService,
         writer: ReplyWriter,
         options: EngineOptions,
     ) -> None:
-        self.storage, self.sessions, self.rules = storage, sessions, rules
+        self.storage, self.sessions, self.triage = storage, sessions, triage
         self.writer, self.options = writer, options
         self.locks = ChatLocks()
 
@@ -79,9 +79,9 @@ class Turns:
     def fallback(self, msg: IncomingMessage, text_key: str) -> Reply:
         """Reply when normal processing is impossible: red flags still get their answer."""
         language = detect_language(msg.text, self.options.default_language)
-        hits = self.rules.check([msg.text], language)
-        if self.rules.level(hits) is TriageLevel.EMERGENCY:
-            return self.writer.emergency(hits, language)
+        triage = self.triage.decide([msg.text], language, ask=False)
+        if triage.rule_level is TriageLevel.EMERGENCY:
+            return self.writer.emergency(triage.hits, language)
         return Reply(text=self.writer.text(text_key, language), kind="error")
 
     async def recall(
@@ -132,7 +132,9 @@ class Turns:
             logger.error("reply to message=%s sent but not stored", stored.message_id)
         await self.quietly(
             self.sessions.append(
-                msg.chat_key, Turn(role="patient", text=msg.text), Turn(role="bot", text=reply.text)
+                msg.chat_key,
+                Turn(role="patient", text=msg.text),
+                Turn(role="bot", text=reply.text, asked=_asked(reply.triage)),
             )
         )
         await self.quietly(self.sessions.set_state(msg.chat_key, state))
@@ -144,3 +146,9 @@ class Turns:
             await action
         except (MemoryUnavailable, StorageUnavailable) as exc:
             logger.warning("best-effort write skipped: %s", type(exc).__name__)
+
+
+def _asked(record: dict[str, Any] | None) -> list[str]:
+    """The question ids a reply asked, from its triage record."""
+    asked = (record or {}).get("asked") or []
+    return [str(q) for q in asked] if isinstance(asked, list) else []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
+import numpy.typing as npt
 
 _TOKEN = re.compile(r"[a-z0-9]+|[\u3400-\u9fff]+")
 _STOP = frozenset(
@@ -102,7 +103,7 @@ class LexicalIndex:
         if ids:
             self._bm25.index(tokens, show_progress=False)
         self._vocab: dict[str, int] = dict(self._bm25.vocab_dict or {}) if ids else {}
-        self._masks: dict[frozenset[str], np.ndarray] = {}
+        self._masks: dict[frozenset[str], npt.NDArray[np.float32]] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -125,7 +126,7 @@ class LexicalIndex:
             (self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0
         ]
 
-    def _mask(self, allowed: frozenset[str] | None) -> np.ndarray | None:
+    def _mask(self, allowed: frozenset[str] | None) -> npt.NDArray[np.float32] | None:
         """Return the 0/1 weight per chunk for a filter, kept for the next query with it."""
         if allowed is None:
             return None

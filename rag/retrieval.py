@@ -7,14 +7,18 @@ cosine similarity between the question and a chunk, which does not depend on the
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
+import numpy.typing as npt
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, Field
 
 from rag.chunking import Chunk
 from rag.index import GuidelineIndex
+
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 class Hit(BaseModel):
@@ -61,7 +65,7 @@ class Retriever:
 
     def _fused(
         self, query: str, language: str | None, sources: list[str] | None, candidates: int
-    ) -> tuple[list[Hit], np.ndarray]:
+    ) -> tuple[list[Hit], npt.NDArray[np.float32]]:
         vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
         dense = self.index.dense(vector.tolist(), candidates, language, sources)
         allowed = self.index.chunk_ids(language, sources)
@@ -95,6 +99,16 @@ class Retriever:
     ) -> Retrieval:
         """Return the best `k` chunks; with `floor`, only those above the similarity floor."""
         started = time.perf_counter()
+        if _LETTER.search(query) is None:
+            # No word at all ("🙂🙂", "???"): nothing to look up. Its embedding sits near the
+            # floor, where a CPU's float arithmetic would decide the answer.
+            return Retrieval(
+                query=query,
+                hits=[],
+                relevant=False,
+                best_similarity=0.0,
+                elapsed_ms=(time.perf_counter() - started) * 1000,
+            )
         ranked, _ = self._fused(query, language, sources, self.options.candidates)
         best = max((h.similarity for h in ranked), default=0.0)
         if floor:

@@ -14,6 +14,8 @@ import pytest
 from bot.config import Settings, load_settings
 from bot.llm.base import LLMBackend
 from bot.runtime import Runtime, build_runtime
+from bot.triage.rules import TriageRules
+from rag.embeddings import MiniLMEmbeddings
 from rag.library import GuidelineLibrary
 from tests.fakes import scripted
 from tests.servers import RedisServer
@@ -63,6 +65,18 @@ def settings(tmp_path: Path) -> Settings:
 
 
 RuntimeFactory = Callable[..., Awaitable[Runtime]]
+
+
+@pytest.fixture(scope="session")
+def triage_rules() -> TriageRules:
+    """The shipped rules, lexicon and ConText cues (loading takes a few seconds)."""
+    return TriageRules()
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLMEmbeddings:
+    """The packaged MiniLM model, at the precision this CPU would use."""
+    return MiniLMEmbeddings()
 
 
 @pytest.fixture(scope="session")

@@ -42,15 +42,16 @@ def run(
 
 @pytest.mark.embedded_llm
 def test_fever_question_is_answered_with_a_cited_guideline(tmp_path: Path) -> None:
+    # The README's example: the question, then "no" to each round of red-flag questions.
     out = run(
         ["chat", "--consent"],
-        b"I'm 34 and have had a mild fever of 38.2 since yesterday, breathing fine. "
-        b"What can I do?\n",
+        b"I'm 34 and have had a mild fever since yesterday, what can I do?\nno\nno\n",
         tmp_path,
     )
     assert out.returncode == 0, out.stderr
+    assert "1. Are you struggling to breathe" in out.stdout  # the questions come first
     assert "Sources:\n[1] Fever in adults" in out.stdout
-    assert "not a diagnosis" in out.stdout
+    assert "managed at home" in out.stdout and "not a diagnosis" in out.stdout
 
 
 def test_emergency_is_answered_even_with_the_llm_server_down(tmp_path: Path) -> None:
@@ -140,9 +141,16 @@ def test_triage_command_prints_level_rules_and_json(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "Level: emergency (decided by rules)" in out.stdout
     assert "EM-CARDIAC-CHEST-PAIN" in out.stdout
-    out = run(["triage", "--no-model", "--json", "runny nose for 2 days"], b"", tmp_path)
+    text = "runny nose for 2 days, no trouble breathing, no chest pain, not confused"
+    out = run(["triage", "--no-model", "--json", text], b"", tmp_path)
     data = json.loads(out.stdout)
     assert data["level"] == "self_care" and data["hits"][0]["rule_id"] == "SC-COLD-AND-COUGH"
+    (evidence,) = data["hits"][0]["evidence"]
+    assert evidence["text"] == "runny nose" and evidence["source"] == "lexicon"
+    # Without the denials the same cold is not yet self-care: danger is not screened out.
+    out = run(["triage", "--no-model", "runny nose for 2 days"], b"", tmp_path)
+    assert "Level: routine (decided by screening)" in out.stdout
+    assert "Would ask now: rf_breathing, rf_consciousness" in out.stdout
 
 
 def test_eval_triage_reads_cases_and_reports_every_one(tmp_path: Path) -> None:
@@ -160,6 +168,31 @@ def test_eval_triage_reads_cases_and_reports_every_one(tmp_path: Path) -> None:
     assert report["results"][2]["predicted"] == "routine" and report["under_triage_rate"] > 0
     table = run(["eval", "triage", str(cases)], b"", tmp_path).stdout
     assert "Exact accuracy         2/3" in table and "Confusion" in table
+
+
+def test_eval_triage_plays_dialogues_with_a_simulated_patient(tmp_path: Path) -> None:
+    cases = tmp_path / "dialogues.jsonl"
+    cases.write_text(
+        '{"id": "d1", "language": "en", "expected": "emergency", "opening": "my head hurts", '
+        '"facts": {"rf_neuro": "yes her face has dropped"}}\n'
+        '{"id": "d2", "language": "en", "expected": "self_care", "opening": '
+        '"runny nose since yesterday", "facts": {"rf_breathing": "no", "rf_chest_pain": "no", '
+        '"rf_consciousness": "no"}}\n'
+        '{"id": "d3", "language": "zh", "expected": "routine", "opening": "流鼻涕两天了", '
+        '"facts": {}}\n',
+        encoding="utf-8",
+    )
+    out = run(["eval", "triage", "--dialogue", str(cases), "--json"], b"", tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    by_id = {r["case_id"]: r for r in report["results"]}
+    assert by_id["d1"]["predicted"] == "emergency" and "rf_neuro" in by_id["d1"]["asked"]
+    assert by_id["d2"]["predicted"] == "self_care" and by_id["d2"]["turns"] == 2
+    # "不确定" to every question: danger never screened out, so not self-care.
+    assert by_id["d3"]["predicted"] == "routine" and len(by_id["d3"]["asked"]) <= 6
+    assert report["emergency_found"] == 1 and report["questions_median"] > 0
+    table = run(["eval", "triage", "--dialogue", str(cases)], b"", tmp_path).stdout
+    assert "Questions asked" in table and "Exact accuracy         3/3" in table
 
 
 def test_eval_triage_refuses_a_malformed_file_clearly(tmp_path: Path) -> None:

@@ -51,7 +51,8 @@ async def test_hopeless_output_falls_back_to_the_rules() -> None:
 async def test_a_dead_server_falls_back_to_the_rules() -> None:
     llm = scripted(fail_with="connection refused")
     service = TriageService(TriageRules(), TriageClassifier(llm, PROMPTS), ModelVote.RAISE)
-    result = await service.assess(["runny nose for two days"])
+    text = "runny nose for two days, no trouble breathing, no chest pain, not confused"
+    result = await service.assess([text])
     assert result.model is None and result.model_error
     assert result.level is TriageLevel.SELF_CARE
 

@@ -51,9 +51,9 @@ def script_cases() -> list[EvalCase]:
     ]
 
 
-async def scripted_assess(text: str) -> Prediction:
+async def scripted_assess(case: EvalCase) -> Prediction:
     answers = {t: Prediction(level=level, rules=rules) for t, _, level, rules in SCRIPT}
-    return answers[text]
+    return answers[case.text]
 
 
 async def scripted_report() -> EvalReport:
@@ -170,13 +170,13 @@ async def test_concurrency_limits_in_flight_calls_and_keeps_order() -> None:
     in_flight = Counter[str]()
     peak = 0
 
-    async def slow_assess(text: str) -> Prediction:
+    async def slow_assess(case: EvalCase) -> Prediction:
         nonlocal peak
         in_flight["now"] += 1
         peak = max(peak, in_flight["now"])
         await asyncio.sleep(0.01)
         in_flight["now"] -= 1
-        return await scripted_assess(text)
+        return await scripted_assess(case)
 
     report = await evaluate(script_cases(), slow_assess, concurrency=3, mode="hybrid")
 
@@ -189,7 +189,7 @@ async def test_concurrency_limits_in_flight_calls_and_keeps_order() -> None:
 async def test_missing_label_groups_give_zero_rates_not_errors() -> None:
     cases = [EvalCase(case_id="only", text="sniffles", expected=[RO])]
 
-    async def routine(text: str) -> Prediction:
+    async def routine(case: EvalCase) -> Prediction:
         return Prediction(level=RO)
 
     report = await evaluate(cases, routine)

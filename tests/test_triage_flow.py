@@ -13,6 +13,8 @@ from tests.conftest import RuntimeFactory
 from tests.fakes import scripted
 
 GROUNDED = "See a doctor if the fever lasts more than three days [1]."
+# A cold with its red flags denied up front: self-care without questions.
+SNIFFLES = "mild runny nose since yesterday, no trouble breathing, no chest pain, not confused"
 
 
 def msg(text: str, chat: str = "flow", language: str | None = None) -> IncomingMessage:
@@ -38,14 +40,19 @@ async def test_two_rounds_of_questions_at_most_then_the_held_question_is_answere
     llm = scripted(GROUNDED)
     rt = await make_runtime(llm, triage_followup_rounds=2)
     first = await rt.engine.handle(msg("I have a fever, what can I do?"))
-    assert first.kind == "followup" and first.level is TriageLevel.SELF_CARE
-    assert "How old are you" in first.text and "How long" in first.text
+    assert first.kind == "followup" and first.triage is not None
+    asked_first = first.triage["asked"]
+    # Before any self-care advice: breathing and conscious level, then the fever's own.
+    assert asked_first[:2] == ["rf_breathing", "rf_consciousness"] and len(asked_first) == 3
+    assert "1. Are you struggling to breathe" in first.text  # numbered, in lay words
     assert llm.model.prompts == []  # type: ignore[attr-defined]  (no answer before deciding)
     second = await rt.engine.handle(msg("not sure"))  # answers nothing: one more round
-    assert second.kind == "followup"
-    assert "How old are you" not in second.text  # never the same question twice
+    assert second.kind == "followup" and second.triage is not None
+    assert not set(second.triage["asked"]) & set(asked_first)  # never the same question twice
     third = await rt.engine.handle(msg("still not sure"))
     assert third.kind == "answer" and "[1] Fever in adults" in third.text
+    # Danger was never screened out: not self-care, whatever the word "fever" suggests.
+    assert third.level is TriageLevel.ROUTINE
     # The question answered is the one the patient asked first, not "still not sure".
     prompt = llm.model.prompts[-1][-1].content  # type: ignore[attr-defined]
     assert "I have a fever, what can I do?" in prompt
@@ -55,18 +62,38 @@ async def test_answers_to_questions_can_raise_the_level(make_runtime: RuntimeFac
     rt = await make_runtime(scripted(GROUNDED), triage_followup_rounds=2)
     first = await rt.engine.handle(msg("my baby has a fever", chat="baby"))
     assert first.kind == "followup" and "How old" in first.text
-    second = await rt.engine.handle(msg("she is 6 weeks old", chat="baby"))
+    assert first.triage is not None and first.triage["asked"][0] == "age"
+    second = await rt.engine.handle(msg("6 weeks\nno\nno", chat="baby"))
     assert second.kind == "emergency" and second.level is TriageLevel.EMERGENCY
     assert any(h.rule_id == "EM-INFANT-FEVER" for h in second.red_flags)
 
 
-async def test_facts_given_up_front_skip_the_questions(make_runtime: RuntimeFactory) -> None:
+async def test_a_yes_to_a_red_flag_question_is_an_emergency(make_runtime: RuntimeFactory) -> None:
     rt = await make_runtime(scripted(GROUNDED), triage_followup_rounds=2)
-    reply = await rt.engine.handle(
-        msg("I'm 34, mild fever of 38.2 since yesterday, breathing is fine. What can I do?")
+    first = await rt.engine.handle(msg("bad headache, what can I take?", chat="head"))
+    assert first.kind == "followup" and first.triage is not None
+    answers = [
+        "yes his face has gone droopy" if q == "rf_neuro" else "no" for q in first.triage["asked"]
+    ]
+    assert "rf_neuro" in first.triage["asked"]
+    second = await rt.engine.handle(msg("\n".join(answers), chat="head"))
+    assert second.kind == "emergency" and "EM-STROKE-FAST" in {h.rule_id for h in second.red_flags}
+    (case,) = escalations(rt)
+    assert case.level == "emergency"
+
+
+async def test_self_care_once_the_red_flags_are_answered_no(make_runtime: RuntimeFactory) -> None:
+    rt = await make_runtime(scripted(GROUNDED), triage_followup_rounds=2)
+    first = await rt.engine.handle(
+        msg("I'm 34, mild fever of 38.2 since yesterday. What can I do?")
     )
-    assert reply.kind == "answer" and reply.level is TriageLevel.SELF_CARE
-    assert reply.text.startswith("🟢") and "call 112" in reply.text  # when to seek help
+    assert first.kind == "followup" and first.triage is not None
+    assert "age" not in first.triage["asked"]  # given up front: never asked
+    second = await rt.engine.handle(msg("no\nno\nno"))
+    assert second.kind == "followup"  # the fever's own red flags are not all screened yet
+    third = await rt.engine.handle(msg("no"))  # a lone "no" answers the whole round
+    assert third.kind == "answer" and third.level is TriageLevel.SELF_CARE
+    assert third.text.startswith("🟢") and "call 112" in third.text  # when to seek help
 
 
 async def test_urgent_gets_advice_and_a_doctors_queue_case_at_once(
@@ -83,13 +110,18 @@ async def test_urgent_gets_advice_and_a_doctors_queue_case_at_once(
 
 
 async def test_routine_and_stored_triage_record(make_runtime: RuntimeFactory) -> None:
-    rt = await make_runtime(scripted(GROUNDED))
+    rt = await make_runtime(scripted(GROUNDED), triage_followup_rounds=2)
     reply = await rt.engine.handle(msg("I have had a cough for 5 weeks, I'm 40", chat="cough"))
     assert reply.level is TriageLevel.ROUTINE and "RT-PERSISTENT-COUGH" in json.dumps(reply.triage)
+    asked = ["rf_breathing", "rf_chest_pain", "temperature"]
+    assert reply.triage is not None and reply.triage["asked"] == asked
+    (evidence,) = reply.triage["evidence"]["RT-PERSISTENT-COUGH"]
+    assert evidence["text"] == "cough" and evidence["source"] == "lexicon"
     with Session(rt.storage.engine) as s:
         stored = s.exec(select(Message).where(Message.direction == "out")).all()[-1]
     meta = stored.meta if isinstance(stored.meta, dict) else json.loads(stored.meta)
     assert meta["triage"]["level"] == "routine" and meta["triage"]["decided_by"] == "rules"
+    assert meta["triage"]["asked"] == asked
 
 
 async def test_general_question_about_red_flags_is_answered_not_escalated(
@@ -120,7 +152,7 @@ async def test_model_vote_raise_lets_the_model_escalate_but_never_lower(
 ) -> None:
     verdict = json.dumps({"level": "urgent", "reasons": ["worried"], "missing": []})
     rt = await make_runtime(scripted(verdict, GROUNDED), triage_model_vote="raise")
-    reply = await rt.engine.handle(msg("I'm 30, mild runny nose since yesterday", chat="m"))
+    reply = await rt.engine.handle(msg(f"I'm 30, {SNIFFLES}", chat="m"))
     assert reply.level is TriageLevel.URGENT and reply.triage is not None
     assert reply.triage["decided_by"] == "model"
     low = json.dumps({"level": "self_care", "reasons": [], "missing": []})
@@ -134,6 +166,6 @@ async def test_model_vote_advise_records_but_does_not_move_the_level(
 ) -> None:
     verdict = json.dumps({"level": "emergency", "reasons": ["x"], "missing": []})
     rt = await make_runtime(scripted(verdict, GROUNDED), triage_model_vote="advise")
-    reply = await rt.engine.handle(msg("I'm 30, mild runny nose since yesterday", chat="a"))
+    reply = await rt.engine.handle(msg(f"I'm 30, {SNIFFLES}", chat="a"))
     assert reply.kind == "answer" and reply.level is TriageLevel.SELF_CARE
     assert reply.triage is not None and reply.triage["model_level"] == "emergency"

@@ -63,9 +63,12 @@ def test_conversation_consent_then_streamed_cited_answer(server: str) -> None:
     (consent,) = send(server, chat, "I have a sore throat, what can I do?")
     assert consent["type"] == "reply" and consent["kind"] == "consent"
     (questions,) = send(server, chat, "yes")
-    # Triage asks for the facts it needs before advising (age, duration, temperature).
-    assert questions["kind"] == "followup" and "How old are you" in questions["text"]
-    events = send(server, chat, "I'm 30, it started yesterday, my temperature is 37.5")
+    # Triage screens the red flags before advising, and the API carries the ids it asked.
+    assert (
+        questions["kind"] == "followup" and "1. Are you struggling to breathe" in questions["text"]
+    )
+    assert questions["triage"]["asked"] == ["rf_breathing", "rf_consciousness", "rf_dehydration"]
+    events = send(server, chat, "no\nno\nno")
     assert [e["type"] for e in events][-1] == "reply"
     assert any(e["type"] == "delta" for e in events)  # the model's draft streamed
     reply = events[-1]

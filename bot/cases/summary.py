@@ -78,6 +78,8 @@ class CaseSummarizer:
         return {
             "level": case.level.value,
             "red_flags": "; ".join(reasons),
+            "evidence": _evidence(triage),
+            "screens": _screens(triage),
             "triage": f"{case.level.value} (decided by {decided}; opened by {case.opened_by})",
             "advice": first_line,
         }
@@ -117,8 +119,39 @@ class CaseSummarizer:
                 f"Chief complaint: {n.chief_complaint.strip()}",
                 f"History: {n.history.strip() or 'none given'}",
                 f"Red flags: {facts['red_flags']}",
+                f"Evidence: {facts['evidence']}",
+                f"Screening answers: {facts['screens']}",
                 f"Triage: {facts['triage']}",
                 f"Bot advised: {facts['advice']}",
                 f"Open questions: {questions}",
             ]
         )
+
+
+def _evidence(triage: dict[str, object] | None) -> str:
+    """The patient's words behind each rule, and how they were read, for the doctor."""
+    by_rule = (triage or {}).get("evidence")
+    if not isinstance(by_rule, dict):
+        return "none recorded"
+    parts = []
+    for rule, items in list(by_rule.items())[:6]:
+        for item in (items if isinstance(items, list) else [])[:2]:
+            if not isinstance(item, dict):
+                continue
+            how = str(item.get("source", "lexicon"))
+            if item.get("source") == "answer":
+                how = f"answer to {item.get('finding')}"
+            elif item.get("exemplar"):
+                how = f"meaning ~ {str(item['exemplar'])[:60]!r} ({item.get('similarity')})"
+            flags = item.get("flags") or []
+            shown = f" [{', '.join(map(str, flags))}]" if flags else ""
+            parts.append(f"{rule}: {str(item.get('text', ''))[:80]!r} ({how}){shown}")
+    return "; ".join(parts) or "none recorded"
+
+
+def _screens(triage: dict[str, object] | None) -> str:
+    """The red-flag questions answered so far ("rf_breathing: no")."""
+    screens = (triage or {}).get("screens")
+    if not isinstance(screens, dict) or not screens:
+        return "none asked"
+    return ", ".join(f"{q}: {a}" for q, a in screens.items())

@@ -19,6 +19,9 @@ class Turn(BaseModel):
     role: Literal["patient", "bot", "doctor"]
     text: str
     at: datetime = Field(default_factory=utcnow)
+    asked: list[str] = Field(
+        default_factory=list, description="Triage question ids a bot turn asked."
+    )
 
 
 class SessionState(BaseModel):

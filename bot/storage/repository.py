@@ -127,7 +127,12 @@ class Storage:
                 .limit(limit)
             ).all()
             return [
-                Turn(role="patient" if m.direction == "in" else "bot", text=m.text, at=m.created_at)
+                Turn(
+                    role="patient" if m.direction == "in" else "bot",
+                    text=m.text,
+                    at=m.created_at,
+                    asked=_asked_in(m.meta),
+                )
                 for m in reversed(rows)
             ]
 
@@ -372,3 +377,10 @@ def open_case(
     )
     s.commit()
     return esc.id
+
+
+def _asked_in(meta: dict[str, Any] | None) -> list[str]:
+    """The triage question ids a stored reply asked (the record of the interview)."""
+    triage = (meta or {}).get("triage")
+    asked = triage.get("asked") if isinstance(triage, dict) else None
+    return [str(q) for q in asked] if isinstance(asked, list) else []

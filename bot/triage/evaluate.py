@@ -1,10 +1,21 @@
-"""Score a triage assessor against labelled cases: accuracy, under/over-triage, confusion."""
+"""Score triage against labelled cases: accuracy, under/over-triage, confusion, questions.
+
+A case is an opening message and, for dialogue cases, the facts the patient knows, keyed by the
+question catalogue's ids. `converse` plays the patient: it answers each question the bot asks
+from the facts, and the case is scored on the level the bot settles on after its rounds of
+questions, with the questions asked and the turns taken. A question the facts do not answer
+gets "I'm not sure" (dialogue cases: the patient knows what the facts say and no more). A
+single-message case is a complete clinical vignette: with `unmentioned="absent"` a red-flag
+screen it does not mention is answered "no" (the vignette would have said so), values still
+"I'm not sure"; with "unsure" every unanswered question gets "I'm not sure".
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import math
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -13,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from bot.models import TriageLevel
+from bot.triage.service import PatientMessage, TriageService
 
 # Semigran et al. (BMJ 2015) label cases emergent, non-emergent or self-care; a non-emergent
 # case is correctly triaged as either urgent or routine care.
@@ -30,9 +42,8 @@ class Prediction(BaseModel):
     level: TriageLevel
     rules: list[str] = Field(default_factory=list, description="Ids of the rules that fired.")
     model_level: TriageLevel | None = None
-
-
-Assess = Callable[[str], Awaitable[Prediction]]
+    asked: list[str] = Field(default_factory=list, description="Question ids the bot asked.")
+    turns: int = Field(default=1, description="Patient messages, the opening included.")
 
 
 class EvalCase(BaseModel):
@@ -41,6 +52,10 @@ class EvalCase(BaseModel):
     case_id: str
     text: str
     expected: list[TriageLevel] = Field(min_length=1)
+    facts: dict[str, str] = Field(
+        default_factory=dict, description="What the patient would answer, by question id."
+    )
+    language: str | None = None
 
     @field_validator("expected")
     @classmethod
@@ -61,6 +76,8 @@ class CaseResult(BaseModel):
     predicted: TriageLevel
     rules: list[str]
     model_level: TriageLevel | None
+    asked: list[str] = Field(default_factory=list)
+    turns: int = 1
     correct: bool
     error: int = Field(description="Levels outside the acceptable range; negative = too low.")
     latency_ms: float
@@ -98,9 +115,65 @@ class EvalReport(BaseModel):
     under_triage_2plus: int
     over_triage_rate: float
     self_care_over_triage: float
+    emergency_below_urgent: int = 0
+    questions_median: float = 0.0
+    questions_max: int = 0
+    turns_mean: float = 1.0
     confusion: dict[str, dict[str, int]]
     latency_ms: Latency
     results: list[CaseResult]
+
+
+Assess = Callable[[EvalCase], Awaitable[Prediction]]
+UNSURE = {"en": "I'm not sure", "zh": "不确定"}
+
+
+NO = {"en": "no", "zh": "没有"}
+
+
+def simulated_answer(
+    asked: list[str], facts: dict[str, str], language: str, absent: set[str] | None = None
+) -> str:
+    """The simulated patient's reply: one line per question, from the facts or "not sure".
+
+    Questions in `absent` (red-flag screens a complete vignette does not mention) get "no".
+    """
+    unsure = UNSURE.get(language, UNSURE["en"])
+    no = NO.get(language, NO["en"])
+    lines = [facts.get(q) or (no if absent and q in absent else unsure) for q in asked]
+    return "\n".join(lines)
+
+
+async def converse(
+    service: TriageService,
+    case: EvalCase,
+    language: str,
+    rounds: int = 2,
+    unmentioned: str = "unsure",
+) -> Prediction:
+    """Play the patient through the bot's rounds of questions; return where it settles."""
+    conversation = [PatientMessage(text=case.text)]
+    asked: list[str] = []
+    screens = {
+        q
+        for q, question in service.interview.catalogue.questions.items()
+        if question.kind == "screen"
+    }
+    absent = screens if unmentioned == "absent" and not case.facts else None
+    for round_number in range(rounds + 1):
+        result = await service.assess(conversation, language, ask=round_number < rounds)
+        if not result.questions:
+            break
+        asked += result.questions
+        reply = simulated_answer(result.questions, case.facts, language, absent)
+        conversation.append(PatientMessage(text=reply, asked=result.questions))
+    return Prediction(
+        level=result.level,
+        rules=[h.rule_id for h in result.hits],
+        model_level=result.model.level if result.model else None,
+        asked=asked,
+        turns=len(conversation),
+    )
 
 
 def _label(levels: Sequence[TriageLevel]) -> str:
@@ -130,8 +203,16 @@ def _parse_line(line: str, number: int) -> EvalCase:
         raise ValueError(f"invalid JSON ({exc.msg})") from None
     if not isinstance(row, dict):
         raise ValueError("expected a JSON object")
+    facts: Any = {}
     if "case_description" in row:
         text, expected, case_id = row["case_description"], _semigran(row), None
+    elif "opening" in row:
+        text, expected, case_id = row["opening"], _generic(row), row.get("id")
+        facts = row.get("facts") or {}
+        if not isinstance(facts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in facts.items()
+        ):
+            raise ValueError("facts must map question ids to the patient's answers (strings)")
     else:
         text, expected, case_id = row.get("text"), _generic(row), row.get("id")
     if not isinstance(text, str) or not text.strip():
@@ -142,6 +223,8 @@ def _parse_line(line: str, number: int) -> EvalCase:
         case_id=f"line {number}" if case_id is None else str(case_id),
         text=text,
         expected=expected,
+        facts=facts,
+        language=row.get("language") if isinstance(row.get("language"), str) else None,
     )
 
 
@@ -194,7 +277,7 @@ async def evaluate(
 
 async def _run_one(case: EvalCase, assess: Assess) -> CaseResult:
     started = time.perf_counter()
-    prediction = await assess(case.text)
+    prediction = await assess(case)
     latency_ms = (time.perf_counter() - started) * 1000
     lowest, highest = case.expected[-1].rank, case.expected[0].rank
     rank = prediction.level.rank
@@ -205,6 +288,8 @@ async def _run_one(case: EvalCase, assess: Assess) -> CaseResult:
         predicted=prediction.level,
         rules=prediction.rules,
         model_level=prediction.model_level,
+        asked=prediction.asked,
+        turns=prediction.turns,
         correct=prediction.level in case.expected,
         error=error,
         latency_ms=latency_ms,
@@ -231,6 +316,7 @@ def _report(mode: str, cases: list[EvalCase], results: list[CaseResult]) -> Eval
     emergencies = [r for r in results if TriageLevel.EMERGENCY in r.expected]
     found = sum(r.predicted is TriageLevel.EMERGENCY for r in emergencies)
     self_care = [r for r in results if r.expected == [TriageLevel.SELF_CARE]]
+    asked = [len(r.asked) for r in results]
     return EvalReport(
         mode=mode,
         cases=total,
@@ -244,6 +330,10 @@ def _report(mode: str, cases: list[EvalCase], results: list[CaseResult]) -> Eval
         under_triage_2plus=sum(r.error <= -2 for r in results),
         over_triage_rate=_fraction(sum(r.error > 0 for r in results), total),
         self_care_over_triage=_fraction(sum(r.error > 0 for r in self_care), len(self_care)),
+        emergency_below_urgent=sum(r.predicted.rank < TriageLevel.URGENT.rank for r in emergencies),
+        questions_median=statistics.median(asked) if asked else 0.0,
+        questions_max=max(asked, default=0),
+        turns_mean=statistics.fmean(r.turns for r in results) if results else 1.0,
         confusion=confusion,
         latency_ms=_latency([r.latency_ms for r in results]),
         results=results,
@@ -280,6 +370,9 @@ def format_table(report: EvalReport) -> str:
         f"  Under-triaged by 2+    {report.under_triage_2plus}",
         f"  Over-triage rate       {report.over_triage_rate:.1%}",
         f"  Self-care over-triage  {report.self_care_over_triage:.1%}",
+        f"  Emergency below urgent {report.emergency_below_urgent}",
+        f"  Questions asked        median {report.questions_median:g}, "
+        f"max {report.questions_max}; patient turns mean {report.turns_mean:.2f}",
         f"  Latency                p50 {report.latency_ms.p50:.2f} ms, "
         f"p95 {report.latency_ms.p95:.2f} ms",
         "",

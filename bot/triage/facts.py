@@ -82,6 +82,12 @@ _DURATION_CUE = re.compile(
     re.IGNORECASE,
 )
 _DURATION_ZH = re.compile(r"(\d+|[一两二三四五六七八九十]+)\s*(分钟|小时|天|日|周|星期|个月|年)")
+# "for the past month", "over the last few weeks": a duration without a number.
+_PAST_UNIT = re.compile(
+    r"\b(?:the|this) (?:past|last) (few |couple of )?(day|night|week|month|year)s?\b|"
+    r"(?:这|近|最近)(几|一|两)?(天|周|个月|年)",
+    re.IGNORECASE,
+)
 _YESTERDAY = re.compile(r"\b(since yesterday|last night|yesterday)\b|昨天|昨晚", re.IGNORECASE)
 _TODAY = re.compile(
     r"\b(this morning|today|tonight|an hour ago|just now|just started)\b|今天|刚才", re.IGNORECASE
@@ -105,7 +111,8 @@ _FEMALE = re.compile(
 _MALE = re.compile(r"\b(man|men|male|boy|gentleman|he|his|mr|father|dad|husband)\b|男", re.I)
 
 _TEMP = re.compile(
-    r"(?:temp(?:erature)?|fever|febrile|pyrexia|体温|发烧|发热)[^\d\n.;]{0,25}?"
+    r"(?:temp(?:erature)?|thermometer|fever|febrile|pyrexia|burning up|体温|发烧|发热)"
+    r"[^\d\n.;]{0,25}?"
     r"(\d{2,3}(?:\.\d)?)\s*(?:°|º|degrees?|度)?\s*([cf])?\b|"
     r"(\d{2,3}(?:\.\d)?)\s*(?:°|º|degrees?\s*)\s*([cf])\b",
     re.IGNORECASE,
@@ -131,6 +138,10 @@ _SPO2 = re.compile(
     r"(\d{2,3})\s*%\s*(?:on room air|oxygen saturation|saturation|spo2)",
     re.IGNORECASE,
 )
+
+
+_DIGIT = re.compile(r"\d")
+FACTS_HEAD, FACTS_TAIL = 6_000, 2_000
 
 
 class VitalSigns(BaseModel):
@@ -208,6 +219,11 @@ def _duration(text: str) -> float | None:
             spans.append(_number(m.group(1)) * _UNIT_DAYS[unit])
     for m in _DURATION_ZH.finditer(text):
         spans.append(_number(m.group(1)) * _UNIT_DAYS[m.group(2)])
+    for m in _PAST_UNIT.finditer(text):
+        many = (m.group(1) or m.group(3) or "").strip()
+        count = 3.0 if many in ("few", "几") else 2.0 if many in ("couple of", "两") else 1.0
+        unit = (m.group(2) or m.group(4)).lower()
+        spans.append(count * _UNIT_DAYS[unit])
     if not spans and _YESTERDAY.search(text):
         spans.append(1.0)
     if not spans and _TODAY.search(text):
@@ -242,9 +258,17 @@ def _sex(text: str) -> str | None:
     return "female" if female > male else "male"
 
 
+def _excerpt(text: str) -> str:
+    # Patients state age, duration and readings near the start (or the end) of a message;
+    # reading a bounded excerpt keeps a pasted 200,000-character text fast.
+    if len(text) <= FACTS_HEAD + FACTS_TAIL:
+        return text
+    return f"{text[:FACTS_HEAD]}\n{text[-FACTS_TAIL:]}"
+
+
 def extract_facts(texts: Iterable[str]) -> PatientFacts:
     """Read age, sex, pregnancy, duration and vital signs from the patient's messages."""
-    text = "\n".join(t for t in texts if t)
+    text = "\n".join(_excerpt(t) for t in texts if t)
     pregnant: bool | None = None
     if _NOT_PREGNANT.search(text):
         pregnant = False
@@ -252,7 +276,7 @@ def extract_facts(texts: Iterable[str]) -> PatientFacts:
         pregnant = True
     age = _age(text)
     # Vital signs are numbers: most patient messages have none, so skip those patterns.
-    numeric = any(ch.isdigit() for ch in text)
+    numeric = _DIGIT.search(text) is not None
     return PatientFacts(
         age_years=age if age is not None else _age_guess(text),
         age_stated=age is not None,

@@ -1,46 +1,48 @@
 """Deterministic triage rules loaded from a clinician-readable YAML file (`rules.yaml`).
 
-A rule fires when every group under `all` matches somewhere in the patient's messages (a group
-is a named finding or a set of patterns per language) and its `when` conditions hold on the
-facts read from the conversation (age, pregnancy, duration, temperature). Matches preceded in
-the same clause by a negation cue do not count. Vital signs are scored NEWS2-style. The most
-urgent firing rule sets the rule level; when nothing fires the level is `routine`.
+Findings are matched in the patient's messages by the rules' clinical patterns and by the
+lay-language lexicon (`lexicon.yaml`); medspaCy's ConText (`context.py`) then drops those the
+patient denies, places in the past, supposes, or attributes to someone else's history. A rule
+fires when every group under `all` is present somewhere in the messages (a group is a named
+finding or a set of patterns per language) and its `when` conditions hold on the facts read
+from the conversation (age, pregnancy, duration, temperature). A lexicon finding with
+`implies` fires its rule on its own. Vital signs are scored NEWS2-style. The most urgent firing
+rule sets the rule level; when nothing fires the level is `routine`.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
-from bot.models import RedFlagHit, TriageLevel
+from bot.models import Evidence, RedFlagHit, TriageLevel
+from bot.triage.context import SUPPRESSING, ClinicalContext, Flag
 from bot.triage.facts import PatientFacts, VitalSigns, extract_facts
+from bot.triage.lexicon import (
+    DEFAULT_LEXICON,
+    Lexicon,
+    Patterns,
+    Senses,
+    TextScanner,
+    compile_patterns,
+    pattern_keys,
+)
 from bot.triage.spelling import SpellingCorrector, vocabulary_from_patterns
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 DEFAULT_LEVEL = TriageLevel.ROUTINE
-_CJK = re.compile(r"[\u3400-\u9fff]")
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
 _REPEATS = re.compile(r"([a-z])\1{2,}", re.IGNORECASE)
-_STRONG_BREAK = re.compile(r"[.;!?\n。；！？]|\bbut\b|\bhowever\b|\bthough\b", re.IGNORECASE)
+_SENTENCE = re.compile(r"[^.!?\n。！？]*[.!?\n。！？]*")
+# Longer texts are read once per distinct sentence: a sentence pasted a thousand times says
+# nothing new, and ConText's verdict on it cannot change.
+_COLLAPSE_ABOVE = 20_000
 _WRAPPED = re.compile(r"(?<=[^\n.!?:;])\n(?=[^\W\d_])")
-_LIST_SPLIT = re.compile(r",|\bor\b|\bnor\b|\band\b", re.IGNORECASE)
-_OR = re.compile(r"\b(or|nor)\b", re.IGNORECASE)
-_AND_OR = re.compile(r"\b(or|nor|and)\b", re.IGNORECASE)
-_LIST_VERBS = frozenset({"denies", "denied", "deny", "without", "negative for", "free of"})
-
-Patterns = dict[str, list[str]]
-
-
-class _Negation(BaseModel):
-    window_words: int = 4
-    window_chars: int = 3
-    cues: dict[str, list[str]]
-    clause_breaks: str
 
 
 class _Finding(BaseModel):
@@ -68,10 +70,12 @@ class _RuleSpec(BaseModel):
     level: TriageLevel
     explanation: dict[str, str]
     reference: str
-    all: list[str | Patterns] = Field(default_factory=list)
+    all: list[str | dict[str, list[str] | bool]] = Field(default_factory=list)
     when: _When = _When()
-    # Facts worth a follow-up question when this rule fires and they are unknown.
+    # Questions (questions.yaml ids) worth asking when this rule fires and still unknown.
     ask: list[str] = Field(default_factory=list)
+    # Self-care rules: what must be answered (screens answered "no") before self-care.
+    screens: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _has_condition(self) -> _RuleSpec:
@@ -99,41 +103,55 @@ class _Vitals(BaseModel):
 
 
 class _RuleFile(BaseModel):
-    negation: _Negation
     findings: dict[str, _Finding] = Field(default_factory=dict)
     vitals: _Vitals
     rules: list[_RuleSpec]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Group:
+    """One finding the rules look for: its patterns, and a name for the evidence."""
+
+    name: str
     pattern: re.Pattern[str]
+    keys: frozenset[str] | None
     temperature_at_least: float | None = None
+    # A condition or risk factor: being in the patient's history does not remove it.
+    background: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        patterns: Patterns,
+        temperature: float | None = None,
+        background: bool = False,
+    ) -> _Group:
+        """Compile a finding's patterns, with the literal keys that speed up long texts."""
+        return cls(
+            name, compile_patterns(patterns), pattern_keys(patterns), temperature, background
+        )
 
 
 @dataclass(frozen=True)
 class _Rule:
     spec: _RuleSpec
     groups: tuple[_Group, ...]
+    # Set for a lexicon finding that carries its rule on its own: the hit takes the rule's id.
+    implied_by: str | None = None
 
 
-def _compile(patterns: Patterns) -> re.Pattern[str]:
-    # English-like patterns anchor at a word start so "arm" does not match "warm";
-    # Chinese has no spaces, so its patterns match anywhere. One anchor in front of one
-    # alternation keeps matching fast: mid-word positions fail at the first check.
-    for items in patterns.values():
-        for p in items:
-            if re.sub(r"\\[a-zA-Z]", "", p) != re.sub(r"\\[a-zA-Z]", "", p).lower():
-                raise ValueError(f"pattern {p!r}: write patterns in lower case")
-    worded = [p for language, items in patterns.items() if language != "zh" for p in items]
-    anywhere = [p for p in patterns.get("zh", [])]
-    parts = []
-    if worded:
-        parts.append(r"(?<![^\W_])(?:" + "|".join(f"(?:{p})" for p in worded) + ")")
-    if anywhere:
-        parts.append("|".join(f"(?:{p})" for p in anywhere))
-    # Patterns are written in lower case and texts are lowered once: faster than IGNORECASE.
-    return re.compile("|".join(parts))
+@dataclass
+class FindingSet:
+    """The findings read from a conversation: present (with evidence) and denied."""
+
+    present: dict[str, Evidence] = field(default_factory=dict)
+    denied: set[str] = field(default_factory=set)
+
+    def add(self, evidence: Evidence) -> None:
+        """Record a present finding; the first evidence of each finding is kept."""
+        self.present.setdefault(evidence.finding, evidence)
+        self.denied.discard(evidence.finding)
 
 
 def _normalise(text: str) -> str:
@@ -143,92 +161,188 @@ def _normalise(text: str) -> str:
     return _REPEATS.sub(r"\1", text).lower()  # "caaant" -> "cant"
 
 
-class TriageRules:
-    """Match triage rules against patient text; well under a millisecond per message."""
+def _distinct_sentences(text: str) -> tuple[str, Callable[[int], int]]:
+    """Drop repeated sentences from a long text; map offsets back to the original."""
+    if len(text) <= _COLLAPSE_ABOVE:
+        return text, lambda offset: offset
+    kept: list[str] = []
+    starts: list[tuple[int, int]] = []  # (offset in the kept text, offset in the original)
+    seen: set[str] = set()
+    length = 0
+    for m in _SENTENCE.finditer(text):
+        sentence = m.group(0)
+        if not sentence or sentence in seen:
+            continue
+        seen.add(sentence)
+        starts.append((length, m.start()))
+        kept.append(sentence)
+        length += len(sentence)
+    keys = [k for k, _ in starts]
 
-    def __init__(self, path: Path = DEFAULT_RULES) -> None:
+    def origin(offset: int) -> int:
+        i = bisect.bisect_right(keys, offset) - 1
+        return starts[i][1] + offset - starts[i][0] if i >= 0 else offset
+
+    return "".join(kept), origin
+
+
+class TriageRules:
+    """Match triage rules against patient text: a few milliseconds per message."""
+
+    def __init__(
+        self,
+        path: Path = DEFAULT_RULES,
+        lexicon: Lexicon | None = None,
+        context: ClinicalContext | None = None,
+    ) -> None:
         data = _RuleFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-        self._neg = data.negation
+        self.lexicon = lexicon or Lexicon.load(DEFAULT_LEXICON)
+        self.context = context or ClinicalContext()
         self._vitals = data.vitals
-        self._breaks = re.compile(data.negation.clause_breaks, re.IGNORECASE)
-        self._en_cues = {
-            c for lang, cues in data.negation.cues.items() if lang != "zh" for c in cues
-        }
-        self._zh_cues = data.negation.cues.get("zh", [])
-        words = sorted((re.escape(c) for c in self._en_cues), key=len, reverse=True)
-        self._cue_pattern = re.compile(r"\b(?:" + "|".join(words) + r")\b", re.IGNORECASE)
+        self._senses = Senses(self.lexicon.senses)
         findings = {
-            name: _Group(_compile(f.patterns), f.temperature_at_least)
+            name: _Group.of(name, f.patterns, f.temperature_at_least)
             for name, f in data.findings.items()
         }
+        for name, entry in self.lexicon.findings.items():
+            if name in findings:
+                raise ValueError(f"lexicon finding {name!r} is also a rules.yaml finding")
+            findings[name] = _Group.of(name, entry.lay)
         self.rules: list[_Rule] = []
+        seen_ids: dict[str, int] = {}
         for spec in data.rules:
             groups = []
-            for item in spec.all:
+            # A rule id given again ("another way to the same finding") names its own groups.
+            seen_ids[spec.id] = seen_ids.get(spec.id, 0) + 1
+            prefix = spec.id if seen_ids[spec.id] == 1 else f"{spec.id}/{seen_ids[spec.id]}"
+            for number, item in enumerate(spec.all, start=1):
                 if isinstance(item, str):
                     if item not in findings:
                         raise ValueError(f"rule {spec.id}: unknown finding {item!r}")
                     groups.append(findings[item])
                 else:
-                    groups.append(_Group(_compile(item)))
+                    background = bool(item.get("background", False))
+                    patterns = {k: v for k, v in item.items() if isinstance(v, list)}
+                    groups.append(_Group.of(f"{prefix}#{number}", patterns, None, background))
             self.rules.append(_Rule(spec, tuple(groups)))
-        all_patterns = [p for f in data.findings.values() for ps in f.patterns.values() for p in ps]
-        all_patterns += [
+        specs: dict[str, _RuleSpec] = {}
+        for rule in self.rules:
+            first = specs.setdefault(rule.spec.id, rule.spec)
+            if first.level is not rule.spec.level:
+                raise ValueError(f"rule {rule.spec.id} appears twice with different levels")
+        for name, entry in self.lexicon.findings.items():
+            if entry.implies not in specs:
+                raise ValueError(f"lexicon finding {name!r}: unknown rule {entry.implies!r}")
+            self.rules.append(_Rule(specs[entry.implies], (findings[name],), implied_by=name))
+        self._groups = list({id(g): g for r in self.rules for g in r.groups}.values())
+        all_patterns = [
+            p for f in data.findings.values() for ps in f.patterns.values() for p in ps
+        ] + [
             p
             for spec in data.rules
             for item in spec.all
             if isinstance(item, dict)
             for ps in item.values()
+            if isinstance(ps, list)
             for p in ps
         ]
+        all_patterns += [p for f in self.lexicon.findings.values() for p in f.lay.get("en", [])]
         self._speller = SpellingCorrector(vocabulary_from_patterns(all_patterns))
         self._asks = {r.spec.id: r.spec.ask for r in self.rules}
+        self._screens = {r.spec.id: r.spec.screens for r in self.rules}
+        self._specs = specs
         self.ids = {r.spec.id for r in self.rules} | {v.id for v in data.vitals.levels}
+        self.emergency_ids = {
+            r.spec.id for r in self.rules if r.spec.level is TriageLevel.EMERGENCY
+        }
+        # Every finding a rule reads (its groups, and lexicon findings that imply it).
+        self.findings_of: dict[str, set[str]] = {}
+        for rule in self.rules:
+            self.findings_of.setdefault(rule.spec.id, set()).update(g.name for g in rule.groups)
+        self.finding_names = {g.name for g in self._groups}
 
-    def _negated(self, text: str, start: int, end: int) -> bool:
-        before = text[:start]
-        clause = self._breaks.split(before)[-1] if before else ""
-        if not clause:
-            return False
-        if _CJK.search(text[start : start + 1]):
-            tail = clause[-(self._neg.window_chars + 2) :]
-            return any(cue in tail for cue in self._zh_cues)
-        words = [w.lower() for w in _WORD.findall(clause)][-self._neg.window_words :]
-        window = " ".join(words)
-        if any(w in self._en_cues or w.endswith("n't") for w in words) or any(
-            " " in cue and cue in window for cue in self._en_cues
-        ):
-            return True
-        return self._negated_list(text, start, end)
+    def findings(self, texts: Sequence[str]) -> FindingSet:
+        """Read every finding the rules know from the messages, with ConText applied.
 
-    def _negated_list(self, text: str, start: int, end: int) -> bool:
-        """Carry a negation over a list: "denies cough, runny nose, or fever"."""
-        sentence = _STRONG_BREAK.split(text[:start])[-1]
-        cues = list(self._cue_pattern.finditer(sentence))
-        if not cues:
-            return False
-        cue = cues[-1]
-        between = sentence[cue.end() :]
-        items = _LIST_SPLIT.split(between)
-        sizes = [len(_WORD.findall(i)) for i in items]
-        if items[-1].strip() or sizes[0] > 5 or any(n > 4 for n in sizes[1:]):
-            return False
-        rest = _STRONG_BREAK.split(text[end:])[0]
-        # "denies fever, chills and cough" lists what is denied; after a bare "no", only a
-        # list closed by "or"/"nor" is unambiguous ("no fever, chest pain" may mean both).
-        closer = _AND_OR if cue.group(0).lower() in _LIST_VERBS else _OR
-        return bool(closer.search(between) or closer.search(rest))
+        Each message is read on its own (a negation never reaches into the next one), as
+        written and with typos corrected: a correction can add a finding but never hide one.
+        """
+        found = FindingSet()
+        for index, raw in enumerate(texts):
+            if not raw:
+                continue
+            original = _normalise(raw)
+            corrected = self._speller.correct(original)
+            for variant in (original, corrected):
+                if variant is not None:
+                    self._read(variant, index, found)
+        return found
 
-    def _matches(self, group: _Group, texts: tuple[str, ...], facts: PatientFacts) -> bool:
+    def _read(self, text: str, index: int, found: FindingSet) -> None:
+        text, origin = _distinct_sentences(text)
+        senses = self._senses.spans(text)
+        scanner = TextScanner(text)
+        reading = self.context.read(text)
+        for group in self._groups:
+            if group.name in found.present:
+                continue  # one piece of evidence per finding is enough
+            for m in scanner.finditer(group.pattern, group.keys):
+                if senses and Senses.inside(m.span(), senses):
+                    continue
+                context = reading.flags(m.start(), m.end())
+                if group.background:
+                    context = context - {Flag.HISTORICAL}
+                if context & SUPPRESSING:
+                    if Flag.NEGATED in context:
+                        found.denied.add(group.name)
+                    continue
+                start = origin(m.start())
+                evidence = Evidence(
+                    finding=group.name,
+                    text=m.group(0),
+                    message=index,
+                    start=start,
+                    end=start + m.end() - m.start(),
+                    flags=sorted(context),
+                )
+                found.add(evidence)
+                break
+
+    def evaluate(
+        self, found: FindingSet, facts: PatientFacts, language: str = "en"
+    ) -> list[RedFlagHit]:
+        """Return the rules that fire on these findings and facts, most urgent first."""
         temperature = facts.vitals.temperature_c
-        threshold = group.temperature_at_least
-        if threshold is not None and temperature is not None and temperature >= threshold:
-            return True
-        return any(
-            not self._negated(text, m.start(), m.end())
-            for text in texts
-            for m in group.pattern.finditer(text)
-        )
+        by_rule: dict[str, RedFlagHit] = {}
+        for rule in self.rules:
+            if not self._holds(rule.spec.when, facts):
+                continue
+            evidence = []
+            for group in rule.groups:
+                seen = found.present.get(group.name)
+                threshold = group.temperature_at_least
+                hot = threshold is not None and temperature is not None and temperature >= threshold
+                if seen is None and hot:
+                    seen = Evidence(
+                        finding=group.name, text=f"{temperature:.1f} °C", source="vitals"
+                    )
+                if seen is None:
+                    break
+                evidence.append(seen)
+            else:
+                hit = by_rule.get(rule.spec.id)
+                if hit is None:
+                    by_rule[rule.spec.id] = RedFlagHit(
+                        rule_id=rule.spec.id,
+                        level=rule.spec.level,
+                        explanation=rule.spec.explanation.get(language)
+                        or rule.spec.explanation["en"],
+                        evidence=evidence,
+                    )
+                else:
+                    hit.evidence += [e for e in evidence if e not in hit.evidence]
+        hits = list(by_rule.values()) + self._vitals_hits(facts, language)
+        return sorted(hits, key=lambda h: -h.level.rank)
 
     @staticmethod
     def _holds(when: _When, facts: PatientFacts) -> bool:
@@ -264,38 +378,34 @@ class TriageRules:
             single = band.single_at_least is not None and highest >= band.single_at_least
             if total >= band.total_at_least or single:
                 explanation = band.explanation.get(language) or band.explanation["en"]
-                return [RedFlagHit(rule_id=band.id, level=band.level, explanation=explanation)]
+                evidence = Evidence(finding="vital_signs", text=f"NEWS2 {total}", source="vitals")
+                return [
+                    RedFlagHit(
+                        rule_id=band.id,
+                        level=band.level,
+                        explanation=explanation,
+                        evidence=[evidence],
+                    )
+                ]
         return []
 
     def check(
         self, texts: Iterable[str], language: str = "en", facts: PatientFacts | None = None
     ) -> list[RedFlagHit]:
         """Return the rules that fire on the given patient messages, most urgent first."""
-        originals = [_normalise(t) for t in texts if t]
-        facts = facts or extract_facts(originals)
-        corrected = [c for c in map(self._speller.correct, originals) if c is not None]
-        # Messages are matched one by one so that a negation never reaches into the next.
-        variants = tuple(originals + corrected)
-        # Shared findings ("fever") are matched once per check, not once per rule.
-        seen: dict[int, bool] = {}
+        messages = [t for t in texts if t]
+        facts = facts or extract_facts(messages)
+        return self.evaluate(self.findings(messages), facts, language)
 
-        def matched(group: _Group) -> bool:
-            key = id(group)
-            if key not in seen:
-                seen[key] = self._matches(group, variants, facts)
-            return seen[key]
-
-        hits = [
-            RedFlagHit(
-                rule_id=r.spec.id,
-                level=r.spec.level,
-                explanation=r.spec.explanation.get(language) or r.spec.explanation["en"],
-            )
-            for r in self.rules
-            if self._holds(r.spec.when, facts) and all(matched(g) for g in r.groups)
-        ]
-        hits += self._vitals_hits(facts, language)
-        return sorted(hits, key=lambda h: -h.level.rank)
+    def hit(self, rule_id: str, language: str, evidence: Evidence | None = None) -> RedFlagHit:
+        """Return a rule's hit on the strength of one piece of evidence (a screen's "yes")."""
+        spec = self._specs[rule_id]
+        return RedFlagHit(
+            rule_id=spec.id,
+            level=spec.level,
+            explanation=spec.explanation.get(language) or spec.explanation["en"],
+            evidence=[evidence] if evidence else [],
+        )
 
     def explain(self, rule_id: str, language: str = "en") -> str | None:
         """Return a rule's explanation (for doctors' summaries), or None for an unknown id."""
@@ -305,8 +415,12 @@ class TriageRules:
         return None
 
     def asks(self, rule_id: str) -> list[str]:
-        """Return the follow-up facts a rule wants when they are unknown."""
+        """Return the question ids a rule wants asked when they are unknown."""
         return self._asks.get(rule_id, [])
+
+    def screens(self, rule_id: str) -> list[str]:
+        """Return the question ids a self-care rule needs answered before self-care."""
+        return self._screens.get(rule_id, [])
 
     @staticmethod
     def level(hits: list[RedFlagHit]) -> TriageLevel:

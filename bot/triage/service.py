@@ -1,40 +1,43 @@
-"""Triage: rules first, then (optionally) the LLM classifier; the result the engine acts on."""
+"""Triage: one decision per message, from the rules, the lexicon, meaning and the interview.
+
+`TriageService.decide` reads the whole conversation (the patient's messages, each with the
+question ids the bot asked just before it) and returns one `TriageResult`: the level, the
+rules that fired with their evidence, the facts, the answers to red-flag screens, and the
+questions to ask next. Everyone who needs a triage decision (the engine, the database-down
+fallback, `carebot triage`, `carebot eval triage`, doctors' summaries, the prompt preview)
+calls it; nobody re-runs the rules on other inputs. The optional LLM classifier (`assess`)
+may add questions or raise the level, never lower it.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from bot.models import RedFlagHit, TriageLevel
-from bot.triage.classifier import MissingFact, ModelTriage, TriageClassifier
+from bot.models import Evidence, RedFlagHit, TriageLevel
+from bot.triage.classifier import ModelTriage, TriageClassifier
+from bot.triage.context import is_general_question
 from bot.triage.facts import PatientFacts, extract_facts
-from bot.triage.rules import TriageRules
+from bot.triage.interview import Answer, Interview, InterviewState, read_answer, read_answers
+from bot.triage.rules import FindingSet, TriageRules
+from bot.triage.semantic import SemanticMatcher
 
 logger = logging.getLogger(__name__)
 
-_QUESTION_START = re.compile(
-    r"^\s*(what|what's|whats|how|when|which|why|is|are|can|could|should|do|does|tell me)\b", re.I
-)
-_INFO_CUE = re.compile(
-    r"\b(signs?|symptoms?|warning|causes?|mean|means|difference|recogni[sz]e|tell if|know if|"
-    r"treat|treatment|prevent|first aid|what to do if|should (you|one|someone) do)\b|"
-    r"症状|迹象|怎么办|如何|怎样",
-    re.I,
-)
-# Words that put the message about a real person now, not a general question.
-_PERSONAL = re.compile(
-    r"\b(i|i'm|im|i've|ive|me|my|mine|we|our|us|he|she|his|her|him|they|their|them|mum|mom|"
-    r"dad|father|mother|son|daughter|baby|wife|husband|brother|sister|friend|child|kid|grandma|"
-    r"grandpa|grandmother|grandfather|partner|someone here|right now)\b|我|他|她|孩子|宝宝|爸|妈",
-    re.I,
-)
-_BREATHING_WORDS = re.compile(r"breath|breathing|dyspn|wheez|呼吸|气短|喘", re.I)
-_SEVERITY_WORDS = re.compile(
-    r"\b(mild|moderate|severe|bad|terrible|worst|slight|\d+ ?(/|out of) ?10)\b|轻|严重|剧烈", re.I
-)
+# The classifier's follow-up facts, as catalogue question ids.
+_MODEL_QUESTIONS = {"breathing": "rf_breathing"}
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+_AGE_UNIT = re.compile(r"(month|week|day|个月|周|天)", re.I)
+# What a "yes" to a yes/no fact question says, in words the rules read (en, zh).
+_YES_MEANS = {
+    "onset": ("it came on suddenly", "突然发生的"),
+    "course": ("it is getting worse", "越来越重"),
+}
+_ZH_DIGITS = dict(zip("一二两三四五六七八九", (1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))
 
 
 class ModelVote(StrEnum):
@@ -45,100 +48,220 @@ class ModelVote(StrEnum):
     RAISE = "raise"  # as advise, and the final level is max(rules, model)
 
 
+class PatientMessage(BaseModel):
+    """One patient message and the question ids the bot asked just before it."""
+
+    text: str
+    asked: list[str] = Field(default_factory=list)
+
+
 class TriageResult(BaseModel):
     """A triage decision with everything needed to explain and audit it."""
 
     level: TriageLevel
     rule_level: TriageLevel
-    decided_by: str = Field(description="rules | model | default")
+    decided_by: str = Field(description="rules | model | default | screening")
     hits: list[RedFlagHit] = Field(default_factory=list)
     facts: PatientFacts = PatientFacts()
+    complaints: list[str] = Field(default_factory=list)
+    questions: list[str] = Field(
+        default_factory=list, description="Question ids to ask now, most dangerous first."
+    )
+    asked: list[str] = Field(default_factory=list, description="Question ids asked so far.")
+    screens: dict[str, Answer] = Field(default_factory=dict)
+    unknown: list[str] = Field(
+        default_factory=list, description="Questions that matter and are still unanswered."
+    )
+    general: bool = Field(
+        default=False, description="The message asks for information and reports nothing."
+    )
     model: ModelTriage | None = None
     model_error: str | None = None
-    missing: list[MissingFact] = Field(default_factory=list)
 
 
-def is_general_question(text: str) -> bool:
-    """Say whether a message asks about symptoms in general rather than reporting them.
+def _as_messages(conversation: Sequence[PatientMessage | str]) -> list[PatientMessage]:
+    return [m if isinstance(m, PatientMessage) else PatientMessage(text=m) for m in conversation]
 
-    "What are the signs of a stroke?" asks for information; "my father can't speak properly"
-    reports an emergency. Only messages with a question form, an information cue and no
-    person in them count as general; everything else is triaged.
-    """
-    stripped = text.strip()
-    asks = stripped.endswith(("?", "？")) or bool(_QUESTION_START.match(stripped))
-    return asks and bool(_INFO_CUE.search(stripped)) and not _PERSONAL.search(stripped)
+
+def _fact_phrase(qid: str, answer: str) -> str | None:
+    """Turn a bare answer to a value question into words facts.py reads ("3" -> "aged 3")."""
+    number = _NUMBER.search(answer)
+    value = number.group(1) if number else None
+    if value is None:
+        value = next((str(n) for ch, n in _ZH_DIGITS.items() if ch in answer), None)
+    if qid == "age" and value is not None:
+        unit = _AGE_UNIT.search(answer)
+        if unit:
+            word = {"个月": "month", "周": "week", "天": "day"}.get(unit.group(1), unit.group(1))
+            return f"{value} {word}s old"
+        return f"aged {value}"
+    if qid == "temperature" and value is not None:
+        return f"temperature {value}"
+    if qid == "duration":
+        return f"for {answer}"
+    return None
 
 
 class TriageService:
-    """Combine the rules and the classifier into one level, as the settings say."""
+    """Decide the triage level of a conversation; the model may only raise it."""
 
     def __init__(
         self,
         rules: TriageRules,
         classifier: TriageClassifier | None = None,
         vote: ModelVote = ModelVote.OFF,
+        semantic: SemanticMatcher | None = None,
+        interview: Interview | None = None,
+        questions_per_round: int = 3,
     ) -> None:
-        self.rules, self.classifier = rules, classifier
+        self.rules, self.classifier, self.semantic = rules, classifier, semantic
         self.vote = vote if classifier is not None else ModelVote.OFF
+        self.interview = interview or Interview()
+        self.questions_per_round = questions_per_round
 
-    def by_rules(self, texts: list[str], language: str = "en") -> TriageResult:
-        """Return the rules' decision alone (no model call; microseconds)."""
-        facts = extract_facts(texts)
-        hits = self.rules.check(texts, language, facts)
-        level = self.rules.level(hits)
+    def decide(
+        self,
+        conversation: Sequence[PatientMessage | str],
+        language: str = "en",
+        ask: bool = True,
+    ) -> TriageResult:
+        """Return the decision for the conversation so far (no model call; milliseconds).
+
+        `ask`: whether questions may still be asked (the engine's rounds are not used up).
+        """
+        messages = _as_messages(conversation)
+        texts = [m.text for m in messages]
+        state = InterviewState()
+        answer_hits: list[RedFlagHit] = []
+        extra_facts: list[str] = []
+        for index, message in enumerate(messages):
+            state.asked += [q for q in message.asked if q not in state.asked]
+            for qid, said in read_answers(message.text, message.asked).items():
+                question = self.interview.question(qid)
+                if question.kind == "screen":
+                    # Asked about a danger, a patient who describes something ("my neck
+                    # feels stiff") is saying yes: only a no or a doubt is not.
+                    answer = read_answer(said) or Answer.YES
+                    state.screens[qid] = answer
+                    if answer is Answer.YES and question.if_yes:
+                        evidence = Evidence(finding=qid, text=said, message=index, source="answer")
+                        answer_hits.append(self.rules.hit(question.if_yes, language, evidence))
+                else:
+                    state.values[qid] = said
+                    phrase = _fact_phrase(qid, said)
+                    if phrase:
+                        extra_facts.append(phrase)
+                    meaning = _YES_MEANS.get(qid)
+                    if meaning and read_answer(said) is Answer.YES:
+                        extra_facts.append(meaning[language == "zh"])
+        facts = extract_facts(texts + extra_facts)
+        found = self.rules.findings(texts + extra_facts)
+        if self.semantic is not None:
+            for evidence in self.semantic.find(texts):
+                if evidence.finding not in found.present:
+                    found.add(evidence)
+        hits = _merge(self.rules.evaluate(found, facts, language), answer_hits)
+        rule_level = self.rules.level(hits)
+        general = bool(texts) and is_general_question(texts[-1]) and not hits
+        return self._settle(hits, rule_level, facts, found, state, texts, general, ask)
+
+    def _settle(
+        self,
+        hits: list[RedFlagHit],
+        rule_level: TriageLevel,
+        facts: PatientFacts,
+        found: FindingSet,
+        state: InterviewState,
+        texts: list[str],
+        general: bool,
+        ask: bool,
+    ) -> TriageResult:
+        """Pick the questions still worth asking, and hold self-care until it is screened."""
+        fired = {h.rule_id for h in hits}
+        text = "\n".join(texts)
+        # A screen's `denied_by` may name a rule: denying any of its findings denies it.
+        denied = set(found.denied) | {
+            rule for rule, names in self.rules.findings_of.items() if names & found.denied
+        }
+        state.complaints = self.interview.complaints(texts)
+        self_care = [h for h in hits if h.level is TriageLevel.SELF_CARE]
+        wanted = [q for h in hits for q in self.rules.asks(h.rule_id)]
+        candidates = self.interview.candidates(state.complaints, wanted, self.rules.emergency_ids)
+        if rule_level is TriageLevel.SELF_CARE:
+            # What decides self-care is asked first: the general and the pathway's screens.
+            deciding = [*self.interview.catalogue.self_care_screens]
+            deciding += [q for h in self_care for q in self.rules.screens(h.rule_id)]
+            candidates = list(dict.fromkeys([*deciding, *candidates]))
+        unknown = [
+            q for q in candidates if not self.interview.known(q, facts, state, fired, denied, text)
+        ]
+        level, decided_by = rule_level, "rules" if hits else "default"
+        if rule_level is TriageLevel.SELF_CARE and not any(
+            self.interview.screened_out(self.rules.screens(h.rule_id), facts, state, denied, text)
+            for h in self_care
+        ):
+            # Self-care is concluded from danger screened out, never from a harmless word.
+            level, decided_by = TriageLevel.ROUTINE, "screening"
+        questions: list[str] = []
+        if ask and not general and level not in (TriageLevel.EMERGENCY, TriageLevel.SELF_CARE):
+            # Emergencies never wait for questions; a screened self-care case needs none.
+            questions = self.interview.next_questions(
+                candidates, facts, state, fired, denied, text, self.questions_per_round
+            )
         return TriageResult(
             level=level,
-            rule_level=level,
-            decided_by="rules" if hits else "default",
+            rule_level=rule_level,
+            decided_by=decided_by,
             hits=hits,
             facts=facts,
-            missing=self._missing(texts, hits, facts),
+            complaints=state.complaints,
+            questions=questions,
+            asked=state.asked,
+            screens=state.screens,
+            unknown=unknown,
+            general=general,
         )
 
-    async def assess(self, texts: list[str], language: str = "en") -> TriageResult:
-        """Return the final decision: rules, then the model when the settings allow it."""
-        result = self.by_rules(texts, language)
+    async def assess(
+        self,
+        conversation: Sequence[PatientMessage | str],
+        language: str = "en",
+        ask: bool = True,
+    ) -> TriageResult:
+        """Decide, then consult the model when the settings allow it."""
+        return await self.consult(self.decide(conversation, language, ask), conversation)
+
+    async def consult(
+        self, result: TriageResult, conversation: Sequence[PatientMessage | str]
+    ) -> TriageResult:
+        """Let the LLM classifier add questions or raise the level; it never lowers it."""
         if self.vote is ModelVote.OFF or self.classifier is None:
             return result
         if result.level is TriageLevel.EMERGENCY:
             return result  # an emergency never waits for a model
+        texts = [m.text for m in _as_messages(conversation)]
         outcome = await self.classifier.classify(texts, [h.rule_id for h in result.hits])
+        result = result.model_copy(deep=True)
         result.model, result.model_error = outcome.result, outcome.error
         if outcome.result is None:
-            # No usable model answer: the rules' level stands (it is never lowered anyway).
             logger.info("triage classifier gave no verdict: %s", outcome.error)
             return result
-        extra = [m for m in outcome.result.missing if m not in result.missing]
-        result.missing = result.missing + extra
+        suggested = [_MODEL_QUESTIONS.get(m.value, m.value) for m in outcome.result.missing]
+        result.unknown += [q for q in suggested if q not in result.unknown]
+        if result.questions:
+            room = self.questions_per_round - len(result.questions)
+            fresh = [q for q in suggested if q not in result.questions and q not in result.asked]
+            result.questions += fresh[: max(room, 0)]
         if self.vote is ModelVote.RAISE and outcome.result.level.rank > result.level.rank:
             result.level, result.decided_by = outcome.result.level, "model"
         return result
 
-    def _missing(
-        self, texts: list[str], hits: list[RedFlagHit], facts: PatientFacts
-    ) -> list[MissingFact]:
-        """Key facts still unknown that could change the level of a non-emergency."""
-        if not hits or self.rules.level(hits) is TriageLevel.EMERGENCY:
-            return []
-        text = " ".join(texts)
-        missing: list[MissingFact] = []
-        if not facts.age_stated:
-            missing.append(MissingFact.AGE)
-        if facts.duration_days is None:
-            missing.append(MissingFact.DURATION)
-        asks = {a for h in hits for a in self.rules.asks(h.rule_id)}
-        if MissingFact.BREATHING.value in asks and not _BREATHING_WORDS.search(text):
-            missing.append(MissingFact.BREATHING)
-        if MissingFact.TEMPERATURE.value in asks and facts.vitals.temperature_c is None:
-            missing.append(MissingFact.TEMPERATURE)
-        if (
-            MissingFact.PREGNANCY.value in asks
-            and facts.pregnant is None
-            and facts.sex != "male"
-            and (facts.age_years is None or 12 <= facts.age_years <= 55)
-        ):
-            missing.append(MissingFact.PREGNANCY)
-        if MissingFact.SEVERITY.value in asks and not _SEVERITY_WORDS.search(text):
-            missing.append(MissingFact.SEVERITY)
-        return missing
+
+def _merge(hits: list[RedFlagHit], more: list[RedFlagHit]) -> list[RedFlagHit]:
+    by_rule = {h.rule_id: h for h in hits}
+    for hit in more:
+        if hit.rule_id in by_rule:
+            by_rule[hit.rule_id].evidence += hit.evidence
+        else:
+            by_rule[hit.rule_id] = hit
+    return sorted(by_rule.values(), key=lambda h: -h.level.rank)

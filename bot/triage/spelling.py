@@ -2,7 +2,8 @@
 
 A patient in distress types "chset pian" or "breathign". The rules' own words form the
 vocabulary; a word of five or more letters that is not in it and is one deletion, insertion,
-substitution or transposition away from exactly one vocabulary word is replaced by that word.
+substitution or transposition away from exactly one vocabulary word is replaced by that word;
+words over 30 letters are left alone, so the cost stays linear in the length of the text.
 The corrected text is matched *in addition to* the original, so a correction can add a finding
 but never hide one.
 """
@@ -16,6 +17,9 @@ from collections.abc import Iterable
 _WORD = re.compile(r"[a-z]+")
 _LITERAL = re.compile(r"[a-z]{4,}")
 MIN_LENGTH = 5
+# Longer "words" are not misspelt medical words (no rule word is this long) but pasted
+# strings or keyboard mashing; correcting them would cost time growing with their length.
+MAX_LENGTH = 30
 
 
 def _deletions(word: str) -> set[str]:
@@ -72,7 +76,7 @@ class SpellingCorrector:
         last = 0
         for match in _WORD.finditer(lowered):
             word = match.group(0)
-            if len(word) < MIN_LENGTH:
+            if not MIN_LENGTH <= len(word) <= MAX_LENGTH:
                 continue
             if word not in self._cache:
                 if len(self._cache) > 20_000:

@@ -1,0 +1,294 @@
+"""The red-flag interview: which questions to ask next, and what the patient answered.
+
+Questions come from one catalogue (`questions.yaml`) with stable ids. The presenting complaints
+pick them, red-flag screens first; a fact the patient already gave is never asked. Answers are
+read in lay English and Chinese: "yes" to a screen is a finding that fires the screen's rule,
+"no" screens it out, anything else leaves it open (and self-care stays out of reach).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field
+
+from bot.triage.facts import PatientFacts
+from bot.triage.lexicon import Patterns, compile_patterns
+
+DEFAULT_QUESTIONS = Path(__file__).with_name("questions.yaml")
+FALLBACK_COMPLAINT = "unwell"
+
+
+class Question(BaseModel):
+    """One catalogue question."""
+
+    kind: Literal["fact", "screen", "history"]
+    category: str
+    text: dict[str, str]
+    if_yes: str | None = None
+    sex: Literal["male", "female"] | None = None
+
+
+class Complaint(BaseModel):
+    """A presenting complaint: its words and its questions, most dangerous first."""
+
+    words: Patterns = Field(default_factory=dict)
+    ask: list[str]
+
+
+class Catalogue(BaseModel):
+    """The question catalogue file."""
+
+    questions: dict[str, Question]
+    denied_by: dict[str, list[str]] = Field(default_factory=dict)
+    self_care_screens: list[str] = Field(default_factory=list)
+    complaints: dict[str, Complaint]
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_QUESTIONS) -> Catalogue:
+        """Read the catalogue and check that every id it uses is defined."""
+        data = cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        used = [q for c in data.complaints.values() for q in c.ask] + list(data.denied_by)
+        used += data.self_care_screens
+        unknown = sorted({q for q in used if q not in data.questions})
+        if unknown:
+            raise ValueError(f"questions.yaml: unknown question ids {unknown}")
+        if FALLBACK_COMPLAINT not in data.complaints:
+            raise ValueError(f"questions.yaml: the {FALLBACK_COMPLAINT!r} complaint is missing")
+        return data
+
+
+class Answer(StrEnum):
+    """A patient's answer to a yes/no question."""
+
+    YES = "yes"
+    NO = "no"
+    UNSURE = "unsure"
+
+
+_UNSURE = re.compile(
+    r"^\s*(not sure|unsure|i'?m not sure|don'?t know|dont know|do not know|dunno|no idea|"
+    r"maybe|possibly|perhaps|can'?t tell|hard to say|idk|not certain|"
+    r"不确定|不知道|说不清|不清楚|可能|也许)",
+    re.I,
+)
+_NO = re.compile(
+    r"^\s*(no\b|nope|nah|naw|not really|not at all|none|never|neither|negative|n\b|"
+    r"没有|没|无|不是|不会|不|否)",
+    re.I,
+)
+_YES = re.compile(
+    r"^\s*(yes|yeah|yep|yup|ya\b|yah|y\b|sure|definitely|correct|right|it is|he is|she is|"
+    r"they are|i am|i have|he has|she has|they have|a bit|a little|kind of|sort of|slightly|"
+    r"some|somewhat|sometimes|i think so|think so|affirmative|"
+    r"是|有|对|嗯|会|好像有|有点|一点)",
+    re.I,
+)
+_NUMBERED = re.compile(r"^\s*(?:\d+|[a-c])\s*[).:\-]\s*", re.I)
+_NUMBER_MARKS = re.compile(r"(?:^|\s)\d\s*[.)、:：]\s*")
+_SEPARATORS = re.compile(r"[;；，,/]|。")
+
+
+def read_answer(part: str) -> Answer | None:
+    """Read one yes/no/unsure answer; None when the words say neither."""
+    part = _NUMBERED.sub("", part)
+    if _UNSURE.match(part):
+        return Answer.UNSURE
+    if _NO.match(part):
+        return Answer.NO
+    if _YES.match(part):
+        return Answer.YES
+    return None
+
+
+def read_answers(text: str, asked: list[str]) -> dict[str, str]:
+    """Map a reply to the questions asked just before it: one answer each, in order.
+
+    One line per question (as the bot asks), or numbered answers, or answers separated by
+    commas or semicolons, each starting with yes/no. A lone "no" answers every question of the
+    round ("are any of these happening?"); so does a lone "yes" (the safe reading: each screen
+    it confirms fires). Value questions (age, duration, temperature) keep the patient's own
+    words, which facts.py reads.
+    """
+    if not asked:
+        return {}
+    text = text.strip()
+    if len(asked) == 1:
+        return {asked[0]: text}
+    for parts in _splits(text):
+        if len(parts) == len(asked):
+            return dict(zip(asked, parts, strict=True))
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) == 1 and read_answer(text) is not None:
+        return dict.fromkeys(asked, text)
+    return {}
+
+
+def _splits(text: str) -> Iterator[list[str]]:
+    """Ways to cut a reply into answers, most explicit first."""
+    yield [line.strip() for line in text.splitlines() if line.strip()]
+    yield [p.strip() for p in _NUMBER_MARKS.split(text) if p.strip()]
+    parts = [p.strip() for p in _SEPARATORS.split(text) if p.strip()]
+    if all(read_answer(p) is not None for p in parts):
+        yield parts
+
+
+class InterviewState(BaseModel):
+    """What the interview knows: screens answered, questions asked, complaints recognised."""
+
+    complaints: list[str] = Field(default_factory=list)
+    screens: dict[str, Answer] = Field(default_factory=dict)
+    asked: list[str] = Field(default_factory=list)
+    values: dict[str, str] = Field(default_factory=dict, description="fact id -> patient's words")
+
+
+class Interview:
+    """Choose the red-flag questions for a conversation and read the answers."""
+
+    def __init__(self, catalogue: Catalogue | None = None) -> None:
+        self.catalogue = catalogue or Catalogue.load()
+        self._words = {
+            name: compile_patterns(c.words)
+            for name, c in self.catalogue.complaints.items()
+            if c.words
+        }
+
+    def question(self, qid: str) -> Question:
+        """Return a catalogue question by id."""
+        return self.catalogue.questions[qid]
+
+    def complaints(self, texts: list[str]) -> list[str]:
+        """Return the complaints the patient's words point to, most dangerous first."""
+        lowered = [t.lower() for t in texts]
+        found = [
+            name
+            for name, pattern in self._words.items()
+            if any(pattern.search(text) for text in lowered)
+        ]
+        return found or [FALLBACK_COMPLAINT]
+
+    def known(
+        self,
+        qid: str,
+        facts: PatientFacts,
+        state: InterviewState,
+        fired: set[str],
+        denied: set[str],
+        text: str,
+    ) -> bool:
+        """Whether a question is already answered by the conversation."""
+        question = self.catalogue.questions[qid]
+        if qid in state.asked or qid in state.screens:
+            return True
+        if question.sex is not None and facts.sex not in (None, question.sex):
+            return True  # not for this patient: nothing to ask
+        if question.kind == "screen":
+            if question.if_yes in fired:
+                return True
+            return any(name in denied for name in self.catalogue.denied_by.get(qid, []))
+        return _fact_known(qid, facts, text)
+
+    def next_questions(
+        self,
+        candidates: list[str],
+        facts: PatientFacts,
+        state: InterviewState,
+        fired: set[str],
+        denied: set[str],
+        text: str,
+        limit: int,
+    ) -> list[str]:
+        """Pick up to `limit` questions not yet answered, in the complaints' order of danger.
+
+        Each complaint lists its questions most dangerous first (for a feverish baby the age
+        comes first: under three months, any fever is an emergency).
+        """
+        fresh = [
+            q
+            for q in dict.fromkeys(candidates)
+            if not self.known(q, facts, state, fired, denied, text)
+            and self.catalogue.questions[q].kind != "history"
+        ]
+        return fresh[:limit]
+
+    def candidates(
+        self, complaints: list[str], extra: list[str], emergency: set[str] | None = None
+    ) -> list[str]:
+        """The questions of the complaints, interleaved so each complaint's worst comes first.
+
+        Screens for an emergency (`emergency`: rule ids) and each complaint's first question
+        go before the rest; the general discriminators (the fallback complaint's: breathing,
+        conscious level, ...) follow, so a short complaint list still reaches them.
+        """
+        lists = [self.catalogue.complaints[c].ask for c in complaints] + [extra]
+        order: list[str] = []
+        for depth in range(max((len(x) for x in lists), default=0)):
+            for items in lists:
+                if depth < len(items) and items[depth] not in order:
+                    order.append(items[depth])
+        first = {items[0] for items in lists if items}
+
+        def rank(qid: str) -> int:
+            if_yes = self.catalogue.questions[qid].if_yes
+            return 0 if qid in first or (emergency and if_yes in emergency) else 1
+
+        general = self.catalogue.complaints[FALLBACK_COMPLAINT].ask
+        return sorted(order, key=rank) + [q for q in general if q not in order]
+
+    def screened_out(
+        self,
+        qids: list[str],
+        facts: PatientFacts,
+        state: InterviewState,
+        denied: set[str],
+        text: str,
+    ) -> bool:
+        """Whether every one of these questions is answered, each screen with a "no".
+
+        The catalogue's `self_care_screens` (breathing, conscious level) are always among them.
+        """
+        for qid in dict.fromkeys([*self.catalogue.self_care_screens, *qids]):
+            question = self.catalogue.questions[qid]
+            if question.kind == "screen":
+                answered_no = state.screens.get(qid) is Answer.NO
+                stated_no = any(n in denied for n in self.catalogue.denied_by.get(qid, []))
+                if not (answered_no or stated_no):
+                    return False
+            elif not (_fact_known(qid, facts, text) or qid in state.values):
+                return False
+        return True
+
+
+_SUDDEN = re.compile(r"\b(sudden|suddenly|out of nowhere|all of a sudden|came on fast)|突然", re.I)
+_COURSE = re.compile(r"\b(worse|worsening|better|improving|same|spreading)|加重|好转|越来越", re.I)
+_SEVERITY = re.compile(
+    r"\b(mild|moderate|severe|bad|terrible|worst|slight|agony|unbearable|\d+ ?(/|out of) ?10)\b|"
+    r"轻|严重|剧烈",
+    re.I,
+)
+
+
+def _fact_known(qid: str, facts: PatientFacts, text: str) -> bool:
+    if qid == "age":
+        return facts.age_stated
+    if qid == "sex":
+        return facts.sex is not None
+    if qid == "pregnancy":
+        outside = facts.age_years is not None and not 12 <= facts.age_years <= 55
+        return facts.pregnant is not None or facts.sex == "male" or outside
+    if qid == "duration":
+        return facts.duration_days is not None
+    if qid == "temperature":
+        return facts.vitals.temperature_c is not None
+    if qid == "onset":
+        return bool(_SUDDEN.search(text))
+    if qid == "course":
+        return bool(_COURSE.search(text))
+    if qid == "severity":
+        return bool(_SEVERITY.search(text))
+    return False
