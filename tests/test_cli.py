@@ -42,10 +42,10 @@ def run(
 
 @pytest.mark.embedded_llm
 def test_fever_question_is_answered_with_a_cited_guideline(tmp_path: Path) -> None:
-    # The README's example: the question, then "no" to each round of red-flag questions.
+    # The README's example: the question, then "no" to the round of red-flag questions.
     out = run(
         ["chat", "--consent"],
-        b"I'm 34 and have had a mild fever since yesterday, what can I do?\nno\nno\n",
+        b"I'm 34 and have had a mild fever since yesterday, what can I do?\nno\n",
         tmp_path,
     )
     assert out.returncode == 0, out.stderr
@@ -150,7 +150,7 @@ def test_triage_command_prints_level_rules_and_json(tmp_path: Path) -> None:
     # Without the denials the same cold is not yet self-care: danger is not screened out.
     out = run(["triage", "--no-model", "runny nose for 2 days"], b"", tmp_path)
     assert "Level: routine (decided by screening)" in out.stdout
-    assert "Would ask now: rf_breathing, rf_consciousness" in out.stdout
+    assert "Would ask now: rf_breathing, rf_chest_pain" in out.stdout
 
 
 def test_eval_triage_reads_cases_and_reports_every_one(tmp_path: Path) -> None:

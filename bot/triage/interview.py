@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from bot.triage.facts import PatientFacts
-from bot.triage.lexicon import Patterns, compile_patterns
+from bot.triage.lexicon import Patterns, TextScanner, compile_patterns, pattern_keys
 
 DEFAULT_QUESTIONS = Path(__file__).with_name("questions.yaml")
 FALLBACK_COMPLAINT = "unwell"
@@ -39,6 +39,9 @@ class Complaint(BaseModel):
 
     words: Patterns = Field(default_factory=dict)
     ask: list[str]
+    screens_self_care: bool = Field(
+        default=False, description="Its questions must be answered before self-care."
+    )
 
 
 class Catalogue(BaseModel):
@@ -153,7 +156,7 @@ class Interview:
     def __init__(self, catalogue: Catalogue | None = None) -> None:
         self.catalogue = catalogue or Catalogue.load()
         self._words = {
-            name: compile_patterns(c.words)
+            name: (compile_patterns(c.words), pattern_keys(c.words))
             for name, c in self.catalogue.complaints.items()
             if c.words
         }
@@ -162,13 +165,13 @@ class Interview:
         """Return a catalogue question by id."""
         return self.catalogue.questions[qid]
 
-    def complaints(self, texts: list[str]) -> list[str]:
+    def complaints(self, texts: list[str], scanners: list[TextScanner] | None = None) -> list[str]:
         """Return the complaints the patient's words point to, most dangerous first."""
-        lowered = [t.lower() for t in texts]
+        scanners = scanners or [TextScanner(t.lower()) for t in texts]
         found = [
             name
-            for name, pattern in self._words.items()
-            if any(pattern.search(text) for text in lowered)
+            for name, (pattern, keys) in self._words.items()
+            if any(next(scanner.finditer(pattern, keys), None) for scanner in scanners)
         ]
         return found or [FALLBACK_COMPLAINT]
 
@@ -216,6 +219,17 @@ class Interview:
         ]
         return fresh[:limit]
 
+    def self_care_screens(self, complaints: list[str]) -> list[str]:
+        """What must be screened out before any self-care: the general screens, and the
+        questions of complaints marked `screens_self_care` ("feels very unwell")."""
+        extra = [
+            q
+            for c in complaints
+            if self.catalogue.complaints[c].screens_self_care
+            for q in self.catalogue.complaints[c].ask
+        ]
+        return list(dict.fromkeys([*self.catalogue.self_care_screens, *extra]))
+
     def candidates(
         self, complaints: list[str], extra: list[str], emergency: set[str] | None = None
     ) -> list[str]:
@@ -248,11 +262,8 @@ class Interview:
         denied: set[str],
         text: str,
     ) -> bool:
-        """Whether every one of these questions is answered, each screen with a "no".
-
-        The catalogue's `self_care_screens` (breathing, conscious level) are always among them.
-        """
-        for qid in dict.fromkeys([*self.catalogue.self_care_screens, *qids]):
+        """Whether every one of these questions is answered, each screen with a "no"."""
+        for qid in dict.fromkeys(qids):
             question = self.catalogue.questions[qid]
             if question.kind == "screen":
                 answered_no = state.screens.get(qid) is Answer.NO

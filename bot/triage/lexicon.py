@@ -89,24 +89,22 @@ class Senses:
         }
         self._pattern = compile_patterns(escaped) if any(escaped.values()) else None
 
-    def spans(self, text: str) -> list[tuple[int, int]]:
-        """Return where the text holds a multi-word sense."""
-        if self._pattern is None:
-            return []
-        return [m.span() for m in self._pattern.finditer(text)]
+    def opens(self, text: str, start: int, end: int) -> bool:
+        """Whether the match text[start:end] is the first word(s) of a sense.
 
-    @staticmethod
-    def inside(span: tuple[int, int], senses: list[tuple[int, int]]) -> bool:
-        """Whether a match is the first word(s) of a sense ("cold" in "cold sweat").
-
-        The words that open a multi-word expression lose their own meaning ("cold" is no
-        cold); the word it ends on keeps it ("sweat" in "cold sweat" is sweating).
+        The words that open a multi-word expression lose their own meaning ("cold" in "cold
+        sweat" is no cold); the word it ends on keeps it ("sweat" in "cold sweat" is
+        sweating). Checked at each finding, so a long text costs nothing more.
         """
-        start, end = span
-        return any(a == start and end < b for a, b in senses)
+        if self._pattern is None:
+            return False
+        sense = self._pattern.match(text, start)
+        return sense is not None and sense.end() > end
 
 
 _MAX_KEYS = 64
+# A prefix holding one (two) whole words: a word, then something that ends it.
+_WHOLE_WORDS = {1: re.compile(r"[^\W_]*[\W_]"), 2: re.compile(r"[^\W_]*[\W_]+[^\W_]+[\W_]")}
 
 
 def literal_keys(pattern: str) -> set[str] | None:
@@ -121,20 +119,26 @@ def literal_keys(pattern: str) -> set[str] | None:
         parsed = re._parser.parse(pattern)  # type: ignore[attr-defined]
     except (re.error, AttributeError, RecursionError):
         return None
-    keys, _ = _prefixes(list(parsed))
-    # A single Latin letter would occur everywhere; a single Chinese character is a fine key.
-    if keys is None or any(len(k) < 2 and k.isascii() for k in keys):
-        return None
-    return keys
+    # Two words make rarer keys ("my chest" rather than "my "), where they stay few.
+    for words in (2, 1):
+        keys, _ = _prefixes(list(parsed), words)
+        # A single Latin letter occurs everywhere; a single Chinese character is a fine key.
+        if keys is not None and not any(len(k) < 2 and k.isascii() for k in keys):
+            return keys
+    return None
 
 
-def _prefixes(items: list[tuple[Any, Any]]) -> tuple[set[str] | None, bool]:
-    """Literal prefixes of a parsed sequence, and whether they cover it whole."""
+def _prefixes(items: list[tuple[Any, Any]], words: int = 1) -> tuple[set[str] | None, bool]:
+    """Literal prefixes of a parsed sequence, and whether they cover it whole.
+
+    Expansion stops once every prefix holds `words` whole words: enough to look them up.
+    """
     c = re._constants  # type: ignore[attr-defined]
+    enough = _WHOLE_WORDS[words]
     result = {""}
     for index, (op, av) in enumerate(items):
-        if result != {""} and all(_FIRST_WORD.fullmatch(r) is None for r in result):
-            return result, False  # each prefix holds its first word whole: enough
+        if result != {""} and all(enough.match(r) for r in result):
+            return result, False
         if op is c.LITERAL:
             result = {r + chr(av) for r in result}
             continue
@@ -147,7 +151,7 @@ def _prefixes(items: list[tuple[Any, Any]]) -> tuple[set[str] | None, bool]:
             result = {r + ch for r in result for ch in chars}
         elif op in (c.SUBPATTERN, c.BRANCH):
             seqs = [av[-1]] if op is c.SUBPATTERN else av[1]
-            parts = [_prefixes(list(seq)) for seq in seqs]
+            parts = [_prefixes(list(seq), words) for seq in seqs]
             if any(keys is None for keys, _ in parts):
                 return result, False
             result = {r + k for r in result for keys, _ in parts for k in keys or ()}
@@ -156,8 +160,8 @@ def _prefixes(items: list[tuple[Any, Any]]) -> tuple[set[str] | None, bool]:
         elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] == 0:
             # "x? rest": the keys of "x rest" and of "rest".
             rest = items[index + 1 :]
-            with_it, _ = _prefixes(list(av[2]) + rest)
-            without, _ = _prefixes(rest)
+            with_it, _ = _prefixes(list(av[2]) + rest, words)
+            without, _ = _prefixes(rest, words)
             if with_it is None or without is None:
                 return None, False
             return {r + k for r in result for k in with_it | without}, False
@@ -191,12 +195,22 @@ def pattern_keys(patterns: Patterns) -> frozenset[str] | None:
             if found is None:
                 return None
             keys |= found
-    return frozenset(keys)
+    return frozenset(_minimal(keys))
+
+
+def _minimal(keys: set[str]) -> list[str]:
+    """Drop keys that a shorter key already starts: "ache" covers "ache in my"."""
+    kept: list[str] = []
+    for key in sorted(keys):
+        if not (kept and key.startswith(kept[-1])):
+            kept.append(key)
+    return kept
 
 
 # Texts shorter than this are scanned whole: cheaper than indexing their words first.
 _SCAN_WHOLE_BELOW = 2_000
 _FIRST_WORD = re.compile(r"[^\W_]*")
+_PAIR = re.compile(r"[^\W_]+ [^\W_]+")
 _WORDS = re.compile(r"[^\W_]+")
 
 
@@ -213,30 +227,48 @@ class TextScanner:
         self.text = text
         self._positions: dict[str, list[int]] | None = None
         self._sorted: list[str] = []
+        self._sorted_pairs: list[str] = []
 
     def _index(self) -> dict[str, list[int]]:
+        """Index the text's words, and its pairs of words one space apart ("my chest")."""
         if self._positions is None:
             positions: dict[str, list[int]] = {}
+            previous: re.Match[str] | None = None
             for m in _WORDS.finditer(self.text):
                 positions.setdefault(m.group(0), []).append(m.start())
-            self._positions, self._sorted = positions, sorted(positions)
+                if (
+                    previous is not None
+                    and previous.end() + 1 == m.start()
+                    and self.text[previous.end()] == " "
+                ):
+                    pair = f"{previous.group(0)} {m.group(0)}"
+                    positions.setdefault(pair, []).append(previous.start())
+                previous = m
+            self._positions = positions
+            self._sorted = sorted(k for k in positions if " " not in k)
+            self._sorted_pairs = sorted(k for k in positions if " " in k)
         return self._positions
 
     def _starts(self, keys: frozenset[str]) -> list[int]:
         index = self._index()
         starts: set[int] = set()
         for key in keys:
+            pair = _PAIR.match(key)
             head = _FIRST_WORD.match(key)
             token = head.group(0) if head else ""
-            if not token or not token.isascii():
+            if pair is not None and key.isascii():
+                table, token = self._sorted_pairs, pair.group(0)
+            elif token and token.isascii():
+                table = self._sorted
+            else:
                 at = self.text.find(key)
                 while at != -1:
                     starts.add(at)
                     at = self.text.find(key, at + 1)
                 continue
-            i = bisect.bisect_left(self._sorted, token)
-            while i < len(self._sorted) and self._sorted[i].startswith(token):
-                starts.update(index[self._sorted[i]])
+            i = bisect.bisect_left(table, token)
+            while i < len(table) and table[i].startswith(token):
+                starts.update(index[table[i]])
                 i += 1
         return sorted(starts)
 

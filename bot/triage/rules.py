@@ -147,6 +147,8 @@ class FindingSet:
 
     present: dict[str, Evidence] = field(default_factory=dict)
     denied: set[str] = field(default_factory=set)
+    # The messages as read (normalised, indexed), for other word lists to search cheaply.
+    scanners: list[TextScanner] = field(default_factory=list)
 
     def add(self, evidence: Evidence) -> None:
         """Record a present finding; the first evidence of each finding is kept."""
@@ -159,6 +161,18 @@ def _normalise(text: str) -> str:
     # A hard-wrapped line ("he\ndenies fever") continues its sentence; blank lines still break.
     text = _WRAPPED.sub(" ", text)
     return _REPEATS.sub(r"\1", text).lower()  # "caaant" -> "cant"
+
+
+def _changed_sentences(original: str, corrected: str | None) -> str | None:
+    """Of a long corrected text, only the sentences a correction changed (read once more)."""
+    if corrected is None or len(original) <= _COLLAPSE_ABOVE:
+        return corrected
+    before = [m.group(0) for m in _SENTENCE.finditer(original)]
+    after = [m.group(0) for m in _SENTENCE.finditer(corrected)]
+    if len(before) != len(after):
+        return corrected
+    changed = [a for b, a in zip(before, after, strict=True) if a != b]
+    return " ".join(changed) or None
 
 
 def _distinct_sentences(text: str) -> tuple[str, Callable[[int], int]]:
@@ -247,7 +261,9 @@ class TriageRules:
             for p in ps
         ]
         all_patterns += [p for f in self.lexicon.findings.values() for p in f.lay.get("en", [])]
-        self._speller = SpellingCorrector(vocabulary_from_patterns(all_patterns))
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        self._speller = SpellingCorrector(vocabulary_from_patterns(all_patterns), STOP_WORDS)
         self._asks = {r.spec.id: r.spec.ask for r in self.rules}
         self._screens = {r.spec.id: r.spec.screens for r in self.rules}
         self._specs = specs
@@ -272,7 +288,7 @@ class TriageRules:
             if not raw:
                 continue
             original = _normalise(raw)
-            corrected = self._speller.correct(original)
+            corrected = _changed_sentences(original, self._speller.correct(original))
             for variant in (original, corrected):
                 if variant is not None:
                     self._read(variant, index, found)
@@ -280,14 +296,14 @@ class TriageRules:
 
     def _read(self, text: str, index: int, found: FindingSet) -> None:
         text, origin = _distinct_sentences(text)
-        senses = self._senses.spans(text)
         scanner = TextScanner(text)
+        found.scanners.append(scanner)
         reading = self.context.read(text)
         for group in self._groups:
             if group.name in found.present:
                 continue  # one piece of evidence per finding is enough
             for m in scanner.finditer(group.pattern, group.keys):
-                if senses and Senses.inside(m.span(), senses):
+                if self._senses.opens(text, m.start(), m.end()):
                     continue
                 context = reading.flags(m.start(), m.end())
                 if group.background:

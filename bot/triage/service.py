@@ -183,21 +183,24 @@ class TriageService:
         denied = set(found.denied) | {
             rule for rule, names in self.rules.findings_of.items() if names & found.denied
         }
-        state.complaints = self.interview.complaints(texts)
+        state.complaints = self.interview.complaints(texts, found.scanners)
         self_care = [h for h in hits if h.level is TriageLevel.SELF_CARE]
         wanted = [q for h in hits for q in self.rules.asks(h.rule_id)]
         candidates = self.interview.candidates(state.complaints, wanted, self.rules.emergency_ids)
         if rule_level is TriageLevel.SELF_CARE:
             # What decides self-care is asked first: the general and the pathway's screens.
-            deciding = [*self.interview.catalogue.self_care_screens]
+            deciding = self.interview.self_care_screens(state.complaints)
             deciding += [q for h in self_care for q in self.rules.screens(h.rule_id)]
             candidates = list(dict.fromkeys([*deciding, *candidates]))
         unknown = [
             q for q in candidates if not self.interview.known(q, facts, state, fired, denied, text)
         ]
         level, decided_by = rule_level, "rules" if hits else "default"
+        general_screens = self.interview.self_care_screens(state.complaints)
         if rule_level is TriageLevel.SELF_CARE and not any(
-            self.interview.screened_out(self.rules.screens(h.rule_id), facts, state, denied, text)
+            self.interview.screened_out(
+                general_screens + self.rules.screens(h.rule_id), facts, state, denied, text
+            )
             for h in self_care
         ):
             # Self-care is concluded from danger screened out, never from a harmless word.

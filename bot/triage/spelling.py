@@ -39,8 +39,10 @@ def vocabulary_from_patterns(patterns: Iterable[str]) -> set[str]:
 class SpellingCorrector:
     """Map misspelt words to the single rule word they are one edit away from."""
 
-    def __init__(self, vocabulary: Iterable[str]) -> None:
+    def __init__(self, vocabulary: Iterable[str], known: Iterable[str] = ()) -> None:
         self.vocabulary = {w for w in vocabulary if len(w) >= 4}
+        # Ordinary words that are spelt right ("though" is not "through").
+        self.known = frozenset(known)
         # Symmetric deletion index: two words are one edit apart iff they share a
         # deletion variant or one is a deletion of the other (transpositions included).
         self._cache: dict[str, str | None] = {}  # patients reuse words: remember verdicts
@@ -81,7 +83,9 @@ class SpellingCorrector:
             if word not in self._cache:
                 if len(self._cache) > 20_000:
                     self._cache.clear()
-                known = any(word[:n] in self.vocabulary for n in range(4, len(word) + 1))
+                known = word in self.known or any(
+                    word[:n] in self.vocabulary for n in range(4, len(word) + 1)
+                )
                 self._cache[word] = None if known else self._fix(word)
             fixed = self._cache[word]
             if fixed is not None:
