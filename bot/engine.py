@@ -290,7 +290,6 @@ class ConversationEngine:
             )
         if triage.questions:
             state.followup_rounds += 1
-            state.asked_facts = [*state.asked_facts, *triage.questions]
             state.pending_text = state.pending_text or text
             reply = self.writer.followup(triage, language)
             reply.text = f"{reply.text}\n\n{note}" if note else reply.text

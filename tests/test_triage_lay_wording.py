@@ -123,6 +123,23 @@ def test_one_long_word_is_read_and_a_typo_next_to_it_still_corrected() -> None:
     assert "EM-CARDIAC-CHEST-PAIN" in rules and level is TriageLevel.EMERGENCY
 
 
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [""],
+        ["   \n\t "],
+        ["\x00\x01\x02 \ufffd\ufffd binary \x7f"],
+        ["🙂" * 5000],
+        ["؟ألم في الصدر", "Боль в груди"],  # languages CareBot does not read: no crash, no level
+        ["a" * 200_000, ""],
+    ],
+)
+def test_empty_binary_and_foreign_input_gets_a_calm_default(messages: list[str]) -> None:
+    result = SERVICE.decide(messages)
+    assert result.level is TriageLevel.ROUTINE and result.hits == []
+    assert len(result.questions) <= SERVICE.questions_per_round  # general screens, never a crash
+
+
 def test_every_lexicon_finding_cites_sources_and_has_exemplars_in_both_languages() -> None:
     lexicon = Lexicon.load()
     for name, finding in lexicon.findings.items():

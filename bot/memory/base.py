@@ -41,9 +41,6 @@ class SessionState(BaseModel):
     followup_rounds: int = Field(
         default=0, description="Triage question rounds for this complaint."
     )
-    asked_facts: list[str] = Field(
-        default_factory=list, description="Facts already asked about (never asked twice)."
-    )
 
 
 class SessionStore(ABC):

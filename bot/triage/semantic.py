@@ -165,18 +165,6 @@ class SemanticMatcher:
             self.languages = readable
         return self.languages
 
-    def best(self, texts: Sequence[str]) -> list[tuple[str, str, float]]:
-        """Return each text's closest exemplar (finding, exemplar, similarity), for tuning."""
-        if not self._labels or not texts:
-            return []
-        vectors = np.asarray(self.embedder.embed_documents(list(texts)), dtype=np.float32)
-        scores = vectors @ self._exemplars().T
-        out = []
-        for row in scores:
-            j = int(row.argmax())
-            out.append((self._labels[j][0], self._labels[j][1], float(row[j])))
-        return out
-
     def find(self, texts: Sequence[str]) -> list[Evidence]:
         """Return the findings whose exemplars some clause means, best match per finding."""
         if not self._labels:
