@@ -5,7 +5,8 @@ extraction, spelling correction, the lexicon and rule patterns, medspaCy ConText
 meaning with the packaged MiniLM (when on), and the choice of the next questions. Sizes: short
 messages, 180-character messages, a 24-message conversation (the whole conversation is
 re-read at every message), a 4,096-letter word, and 200,000-character messages (one word; a
-pasted text; a text with a red flag only at its end). The optional LLM classifier is timed
+pasted text; distinct prose; the project's guideline pages; a text with a red flag only at
+its end). The optional LLM classifier is timed
 apart (`--llm`). Run: python -m bench.triage_latency [--json] [--llm]
 """
 
@@ -15,6 +16,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from bench.common import report, summary
 from bot.config import load_settings
@@ -74,6 +76,11 @@ def decisions(service: TriageService, rounds: int) -> dict[str, object]:
     pasted = (PASTED * (200_000 // len(PASTED) + 1))[:200_000]
     unique = " ".join(f"{PASTED.replace('.', f' on day {i}.')}" for i in range(1_200))[:200_000]
     red_flag_last = pasted[: 200_000 - 40] + " now my face is drooping on one side"
+    # The project's own guideline pages pasted into one message: dense medical prose where
+    # every red-flag word occurs, mostly in "if you have ..." sentences (the hardest case).
+    pages = sorted((Path(__file__).parents[1] / "rag" / "guidelines").glob("*.md"))
+    medical = " ".join(p.read_text(encoding="utf-8") for p in pages)
+    medical = (medical * (200_000 // len(medical) + 1))[:200_000]
     found = service.decide([red_flag_last], ask=False).level
     results: dict[str, object] = {
         "short_ms": summary(
@@ -95,6 +102,7 @@ def decisions(service: TriageService, rounds: int) -> dict[str, object]:
         "word_200k_letters_ms": _time(lambda: service.decide([huge_word]), 10),
         "pasted_200k_chars_ms": _time(lambda: service.decide([pasted]), 10),
         "distinct_200k_chars_ms": _time(lambda: service.decide([unique]), 10),
+        "guideline_pages_200k_chars_ms": _time(lambda: service.decide([medical]), 5),
         "red_flag_at_end_of_200k_ms": _time(lambda: service.decide([red_flag_last]), 10),
         "red_flag_at_end_of_200k_found": found is TriageLevel.EMERGENCY,
     }

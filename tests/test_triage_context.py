@@ -34,6 +34,10 @@ def flags_of(text: str, finding: str) -> frozenset[Flag]:
         ("我没有发烧", "发烧", Flag.NEGATED),
         ("我小时候得过哮喘", "哮喘", Flag.HISTORICAL),
         ("如果孩子发烧了怎么办", "发烧", Flag.HYPOTHETICAL),
+        # A list of pertinent negatives: an item that names a finding to deny a feature of it.
+        ("no rash, no vomiting, the headache not worse lying down", "headache", Flag.NEGATED),
+        ("no fever, no wheeze, tummy pain doesn't move to the back", "tummy pain", Flag.NEGATED),
+        ("没有发烧，没有呕吐，腹痛不向后背放射", "腹痛", Flag.NEGATED),
     ],
 )
 def test_findings_the_patient_does_not_have_now_are_flagged(
@@ -64,6 +68,14 @@ def test_findings_the_patient_does_not_have_now_are_flagged(
         ("her lips are swelling right now, what does that mean?", "lips are swelling"),
         ("我爸突然说不出话", "说不出话"),
         ("孩子喘不上气", "喘不上气"),
+        # Denying a feature outside a list of denials still reports the finding...
+        ("the chest pain is not spreading anywhere", "chest pain"),
+        # ...so does claiming it, or saying that it goes on.
+        ("no fever, no cough, my chest pain isn't spreading", "chest pain"),
+        ("no fever, no cough, chest pain not going away", "chest pain"),
+        ("no fever, no vomiting, headache won't stop, not eating", "headache"),
+        ("没有发烧，没有咳嗽，胸痛一直不停", "胸痛"),
+        ("没有发烧，没有咳嗽，我的胸痛不放射", "胸痛"),
     ],
 )
 def test_findings_reported_now_count(text: str, finding: str) -> None:
@@ -92,12 +104,21 @@ def test_general_questions_are_told_from_reports(text: str, general: bool) -> No
 
 def test_a_long_message_stops_analysing_at_its_budget_and_counts_the_rest() -> None:
     # Past the budget a finding counts (the safe side); the cost stays bounded.
-    sentences = [f"no chest pain on day {i}." for i in range(ClinicalContext.MAX_WINDOWS + 10)]
+    # Distinct in their words: sentences that differ only in numbers share one analysis.
+    names = [chr(97 + i // 26) + chr(97 + i % 26) for i in range(ClinicalContext.MAX_WINDOWS + 10)]
+    sentences = [f"no chest pain for {name}." for name in names]
     text = " ".join(sentences)
     spans = [m.span() for m in re.finditer("chest pain", text)]
     flags = CONTEXT.flags(text, spans)
     assert all(Flag.NEGATED in f for f in flags[: ClinicalContext.MAX_WINDOWS])
     assert not flags[-1] & SUPPRESSING
+
+
+def test_sentences_that_differ_only_in_numbers_share_one_analysis() -> None:
+    sentences = [f"no chest pain on day {i}." for i in range(ClinicalContext.MAX_WINDOWS + 10)]
+    text = " ".join(sentences)
+    spans = [m.span() for m in re.finditer("chest pain", text)]
+    assert all(Flag.NEGATED in f for f in CONTEXT.flags(text, spans))
 
 
 def test_clause_flags_see_every_cue_touching_the_clause() -> None:

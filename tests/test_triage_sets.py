@@ -68,7 +68,9 @@ def test_dev_set_is_well_formed() -> None:
 
 
 @needs_shared
-def test_denied_findings_of_avey400_fire_no_emergency(service: TriageService) -> None:
+def test_denied_findings_of_avey400_fire_no_urgent_or_emergency_finding(
+    service: TriageService,
+) -> None:
     rows = [json.loads(line) for line in (SHARED / "avey400.jsonl").read_text().splitlines()]
     fired = {}
     for number, row in enumerate(rows, start=1):
@@ -76,11 +78,7 @@ def test_denied_findings_of_avey400_fire_no_emergency(service: TriageService) ->
         serious = [h.rule_id for h in result.hits if h.level.rank >= TriageLevel.URGENT.rank]
         if serious:
             fired[number] = tuple(serious)
-    assert not any("EM-" in rule for rules in fired.values() for rule in rules), fired
-    # Three lists mention "the chest pain not radiating": the pain itself is asserted, and
-    # urgent is the safe reading of a chest pain (docs/triage.md). Nothing else may fire.
-    assert set(fired.values()) <= {("UR-CHEST-PAIN",), ("UR-CHEST-PAIN", "UR-LEG-CLOT")}
-    assert len(fired) <= 3
+    assert fired == {}
 
 
 @needs_shared

@@ -24,11 +24,30 @@ from pydantic import BaseModel, Field
 DEFAULT_CONTEXT_RULES = Path(__file__).with_name("context_rules.yaml")
 _HARD_BREAK = re.compile(r"[.!?\n;。！？；]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_DIGIT = re.compile(r"\d")
 _LABEL = "FINDING"
 _LIST_SPLIT = re.compile(r",|，|、|\bor\b|\bnor\b|\band\b|或|和", re.IGNORECASE)
 _OR = re.compile(r"\b(or|nor)\b|或", re.IGNORECASE)
 _STRONG_BREAK = re.compile(r"[.;!?\n。；！？]|\bbut\b|\bhowever\b|\bthough\b|但", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+# Lists of pertinent negatives ("no fever, no cough, the pain not radiating"): see
+# `_feature_denied_in_list`.
+_LIST_ITEM = re.compile(r"[^,，、;；]+")
+_DENIAL_ITEM = re.compile(
+    r"\s*(?:(?:no|not|nil|never|denies|denied|without|negative for)\b|没有|没|无|否认|未)", re.I
+)
+_OWNER = re.compile(r"\b(?:my|i|i'm|im|i've|ive|his|her|our)\b|我|他|她", re.I)
+_FEATURE_NEGATION = re.compile(
+    r"\b(?:not|never|isn't|isnt|aren't|arent|doesn't|doesnt|don't|dont|wasn't|wasnt|"
+    r"didn't|didnt)\b|不|没",
+    re.I,
+)
+# "not going away", "won't stop", "不停": the finding goes on, which is a report of it.
+_GOES_ON = re.compile(
+    r"\W*(?:go(?:ing|ne)? away|stop|stopp|settl|eas|improv|better|help|work|respond|shift|"
+    r"budg|clear|let(?:ting)? up|subsid|reliev|control|manag|bear|停|止|退|见好|缓解|好转|消|减轻)",
+    re.I,
+)
 
 
 class Flag(StrEnum):
@@ -205,6 +224,8 @@ class ContextReading:
     def __init__(self, owner: ClinicalContext, text: str) -> None:
         self.owner, self.text = owner, text
         self._breaks = [m.end() for m in _HARD_BREAK.finditer(text)]
+        # Cues are words, never numbers: "on day 3" and "on day 4" share one analysis.
+        self._masked = _DIGIT.sub("0", text)
         self._budget = owner.MAX_WINDOWS
         # "what does it mean when a face droops? my husband's is doing it now": a question
         # in a message that reports someone, or something now, is about that report.
@@ -225,7 +246,7 @@ class ContextReading:
     def flags(self, start: int, end: int, clause: bool = False) -> frozenset[Flag]:
         """Return the flags of the span (a finding, or with `clause` a whole clause)."""
         low, high = self._window(start, end)
-        window = self.text[low:high]
+        window = self._masked[low:high]
         chinese = bool(_CJK.search(self.text[start:end]))
         key = (window, chinese, start - low, end - low, clause, self._reports)
         known = self.owner.remember(key)
@@ -255,7 +276,11 @@ class ContextReading:
                 touches = not inside and _overlaps(modifier.scope_span, span)
             if touches:
                 found.add(flag)
-        if not clause and Flag.NEGATED not in found and self._or_list(doc, graph, target):
+        if (
+            not clause
+            and Flag.NEGATED not in found
+            and (self._or_list(doc, graph, target) or _feature_denied_in_list(doc, target))
+        ):
             found.add(Flag.NEGATED)
         if not self._reports and is_general_question(doc[target.start].sent.text):
             found.add(Flag.GENERAL)
@@ -286,6 +311,33 @@ class ContextReading:
             return False
         rest = _STRONG_BREAK.split(doc[target.end : sentence.end].text)[0]
         return bool(_OR.search(between) or _OR.search(rest))
+
+
+def _feature_denied_in_list(doc: Any, target: Any) -> bool:
+    """Read "no fever, no cough, the chest pain not spreading anywhere" as a list of denials.
+
+    In a list of pertinent negatives, an item that names a finding only to deny one of its
+    features ("the pain not radiating", "胸痛不放射") is another denial, not a report. Only
+    when most other items of the sentence are denials too, the patient does not claim the
+    finding as theirs ("my chest pain isn't spreading" reports it), and the denied word is
+    not about the finding going on ("not going away", "不停" report it). The complaint is
+    still recognised, so its screening questions are asked.
+    """
+    sentence = doc[target.start].sent
+    text, offset = sentence.text, sentence.start_char
+    start, end = target.start_char - offset, target.end_char - offset
+    items = [(m.start(), m.end()) for m in _LIST_ITEM.finditer(text)]
+    own = next(((a, b) for a, b in items if a <= start and end <= b), None)
+    others = [text[a:b] for a, b in items if (a, b) != own and text[a:b].strip()]
+    if own is None or len(others) < 2:
+        return False
+    denials = sum(1 for item in others if _DENIAL_ITEM.match(item))
+    if denials < 2 or 2 * denials < len(others):
+        return False
+    if _OWNER.search(text[own[0] : start]):
+        return False
+    cue = _FEATURE_NEGATION.search(text, end, own[1])
+    return cue is not None and not _GOES_ON.match(text, cue.end(), own[1])
 
 
 def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from bot.triage.facts import PatientFacts
-from bot.triage.lexicon import Patterns, TextScanner, compile_patterns, pattern_keys
+from bot.triage.lexicon import Patterns, PatternSet, TextScanner, Vocabulary
 
 DEFAULT_QUESTIONS = Path(__file__).with_name("questions.yaml")
 FALLBACK_COMPLAINT = "unwell"
@@ -155,8 +155,9 @@ class Interview:
 
     def __init__(self, catalogue: Catalogue | None = None) -> None:
         self.catalogue = catalogue or Catalogue.load()
+        vocabulary = Vocabulary()
         self._words = {
-            name: (compile_patterns(c.words), pattern_keys(c.words))
+            name: PatternSet.of(c.words, vocabulary)
             for name, c in self.catalogue.complaints.items()
             if c.words
         }
@@ -170,8 +171,8 @@ class Interview:
         scanners = scanners or [TextScanner(t.lower()) for t in texts]
         found = [
             name
-            for name, (pattern, keys) in self._words.items()
-            if any(next(scanner.finditer(pattern, keys), None) for scanner in scanners)
+            for name, patterns in self._words.items()
+            if any(next(scanner.finditer(patterns), None) for scanner in scanners)
         ]
         return found or [FALLBACK_COMPLAINT]
 

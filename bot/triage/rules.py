@@ -28,10 +28,10 @@ from bot.triage.lexicon import (
     DEFAULT_LEXICON,
     Lexicon,
     Patterns,
+    PatternSet,
     Senses,
     TextScanner,
-    compile_patterns,
-    pattern_keys,
+    Vocabulary,
 )
 from bot.triage.spelling import SpellingCorrector, vocabulary_from_patterns
 
@@ -113,8 +113,7 @@ class _Group:
     """One finding the rules look for: its patterns, and a name for the evidence."""
 
     name: str
-    pattern: re.Pattern[str]
-    keys: frozenset[str] | None
+    patterns: PatternSet
     temperature_at_least: float | None = None
     # A condition or risk factor: being in the patient's history does not remove it.
     background: bool = False
@@ -124,13 +123,12 @@ class _Group:
         cls,
         name: str,
         patterns: Patterns,
+        vocabulary: Vocabulary,
         temperature: float | None = None,
         background: bool = False,
     ) -> _Group:
-        """Compile a finding's patterns, with the literal keys that speed up long texts."""
-        return cls(
-            name, compile_patterns(patterns), pattern_keys(patterns), temperature, background
-        )
+        """Compile a finding's patterns, with the literals that speed up long texts."""
+        return cls(name, PatternSet.of(patterns, vocabulary), temperature, background)
 
 
 @dataclass(frozen=True)
@@ -214,14 +212,15 @@ class TriageRules:
         self.context = context or ClinicalContext()
         self._vitals = data.vitals
         self._senses = Senses(self.lexicon.senses)
+        vocabulary = Vocabulary()
         findings = {
-            name: _Group.of(name, f.patterns, f.temperature_at_least)
+            name: _Group.of(name, f.patterns, vocabulary, f.temperature_at_least)
             for name, f in data.findings.items()
         }
         for name, entry in self.lexicon.findings.items():
             if name in findings:
                 raise ValueError(f"lexicon finding {name!r} is also a rules.yaml finding")
-            findings[name] = _Group.of(name, entry.lay)
+            findings[name] = _Group.of(name, entry.lay, vocabulary)
         self.rules: list[_Rule] = []
         seen_ids: dict[str, int] = {}
         for spec in data.rules:
@@ -237,7 +236,9 @@ class TriageRules:
                 else:
                     background = bool(item.get("background", False))
                     patterns = {k: v for k, v in item.items() if isinstance(v, list)}
-                    groups.append(_Group.of(f"{prefix}#{number}", patterns, None, background))
+                    groups.append(
+                        _Group.of(f"{prefix}#{number}", patterns, vocabulary, None, background)
+                    )
             self.rules.append(_Rule(spec, tuple(groups)))
         specs: dict[str, _RuleSpec] = {}
         for rule in self.rules:
@@ -302,7 +303,7 @@ class TriageRules:
         for group in self._groups:
             if group.name in found.present:
                 continue  # one piece of evidence per finding is enough
-            for m in scanner.finditer(group.pattern, group.keys):
+            for m in scanner.finditer(group.patterns):
                 if self._senses.opens(text, m.start(), m.end()):
                     continue
                 context = reading.flags(m.start(), m.end())

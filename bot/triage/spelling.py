@@ -74,10 +74,10 @@ class SpellingCorrector:
     def correct(self, text: str) -> str | None:
         """Return the text with misspellings fixed, or None when nothing changed."""
         lowered = text.lower()
-        pieces: list[str] = []
-        last = 0
-        for match in _WORD.finditer(lowered):
-            word = match.group(0)
+        # Each distinct word is judged once (in a long text most words repeat); the text is
+        # only rewritten when a word needs fixing.
+        fixes: dict[str, str] = {}
+        for word in set(_WORD.findall(lowered)):
             if not MIN_LENGTH <= len(word) <= MAX_LENGTH:
                 continue
             if word not in self._cache:
@@ -89,12 +89,10 @@ class SpellingCorrector:
                 self._cache[word] = None if known else self._fix(word)
             fixed = self._cache[word]
             if fixed is not None:
-                pieces += [lowered[last : match.start()], fixed]
-                last = match.end()
-        if not pieces:
+                fixes[word] = fixed
+        if not fixes:
             return None
-        pieces.append(lowered[last:])
-        return "".join(pieces)
+        return _WORD.sub(lambda m: fixes.get(m.group(0), m.group(0)), lowered)
 
 
 def _one_edit(a: str, b: str) -> bool:
