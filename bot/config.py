@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     )
     llm_threads: int = Field(default=2, ge=1, le=256, description="CPU threads, embedded LLM.")
     llm_context: int = Field(default=2048, ge=512, le=131072, description="Embedded context.")
+    llm_queue_limit: int = Field(
+        default=4,
+        ge=0,
+        le=1000,
+        description="Embedded LLM: answers that may wait for the model; more quote guidelines.",
+    )
 
     # --- patient-facing ----------------------------------------------------------------------
     emergency_number: str = Field(default="112", pattern=r"^[0-9+ ]{2,15}$")

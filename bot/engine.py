@@ -95,7 +95,9 @@ class ConversationEngine:
             state, history = await self.turns.recall(m, stored)
             language = state.language or m.language or self.options.default_language
             language = detect_language(m.text, language) if m.text.strip() else language
-            hits = self.triage.decide([m.text], language, ask=False).hits if m.text.strip() else []
+            hits = []
+            if m.text.strip():
+                hits = (await self.triage.adecide([m.text], language, ask=False)).hits
             if any(
                 h.level.rank >= retriage_from.rank and h.rule_id not in state.announced_flags
                 for h in hits
@@ -190,7 +192,7 @@ class ConversationEngine:
         # and before any model: it decides the emergency reply, the questions and the level.
         conversation = _conversation(history, msg.text)
         asking = state.followup_rounds < self.options.max_followup_rounds
-        triage = self.triage.decide(conversation, language, ask=asking)
+        triage = await self.triage.adecide(conversation, language, ask=asking)
         hits = triage.hits
         emergencies = self.rules.emergencies(hits)
         if state.mode == "with_doctor" and state.escalation_id is not None and self.cases:

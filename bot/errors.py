@@ -19,3 +19,7 @@ class MemoryUnavailable(CareBotError):
 
 class StorageUnavailable(CareBotError):
     """The database cannot be written or read (locked, down, full)."""
+
+
+class LLMBusy(LLMUnavailable):
+    """The language model is busy and its waiting line is full: answer without it now."""

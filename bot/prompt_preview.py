@@ -81,7 +81,7 @@ class PromptPreview:
                 shown.append(f"[{key}]\n{body}")
             return "\n\n".join(shown)
         if name in ("triage", "triage_repair"):
-            hits = self.engine.triage.decide(lines, language, ask=False).hits
+            hits = (await self.engine.triage.adecide(lines, language, ask=False)).hits
             outcome = await TriageClassifier(llm, library).classify(
                 lines, [h.rule_id for h in hits]
             )
@@ -91,7 +91,9 @@ class PromptPreview:
                 id=0,
                 level=TriageLevel.URGENT,
                 status=CaseStatus.OPEN,
-                reasons=[h.rule_id for h in self.engine.triage.decide(lines, language).hits],
+                reasons=[
+                    h.rule_id for h in (await self.engine.triage.adecide(lines, language)).hits
+                ],
                 summary="",
                 summary_source="",
                 opened_by="preview",

@@ -49,7 +49,7 @@ class Turns:
             try:
                 stored = await self.storage.record_incoming(msg)
             except StorageUnavailable:
-                return self.fallback(msg, "storage_unavailable")
+                return await self.fallback(msg, "storage_unavailable")
             if stored.duplicate and stored.previous_reply is not None:
                 return Reply(text=stored.previous_reply, kind="duplicate", duplicate=True)
             started = time.perf_counter()
@@ -65,7 +65,7 @@ class Turns:
                 await self.quietly(
                     self.storage.mark(stored.message_id, "failed", type(exc).__name__)
                 )
-                return self.fallback(msg, "processing_failed")
+                return await self.fallback(msg, "processing_failed")
             await self.finish(msg, stored, reply, state, history)
             logger.info(
                 "handled message=%s kind=%s level=%s in %.0f ms",
@@ -76,10 +76,10 @@ class Turns:
             )
             return reply
 
-    def fallback(self, msg: IncomingMessage, text_key: str) -> Reply:
+    async def fallback(self, msg: IncomingMessage, text_key: str) -> Reply:
         """Reply when normal processing is impossible: red flags still get their answer."""
         language = detect_language(msg.text, self.options.default_language)
-        triage = self.triage.decide([msg.text], language, ask=False)
+        triage = await self.triage.adecide([msg.text], language, ask=False)
         if triage.rule_level is TriageLevel.EMERGENCY:
             return self.writer.emergency(triage.hits, language)
         return Reply(text=self.writer.text(text_key, language), kind="error")

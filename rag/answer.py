@@ -7,7 +7,6 @@ passages do not support is replaced by the passages themselves, cited (see docs/
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -17,11 +16,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 from pydantic import BaseModel, Field
 
-from bot.errors import LLMUnavailable
+from bot.errors import LLMBusy, LLMUnavailable
 from bot.llm.base import LLMBackend
 from bot.memory.base import Turn
 from bot.models import Citation
 from bot.prompts import PromptLibrary
+from bot.workers import RETRIEVAL
 from rag.documents import guess_language
 from rag.errors import IndexUnavailable
 from rag.grounding import is_grounded
@@ -117,7 +117,7 @@ class GuidelineAnswerer:
         # is no answer, and an English-only index says so for a Chinese question.
         language = guess_language(query)
         try:
-            retrieval = await asyncio.to_thread(
+            retrieval = await RETRIEVAL.run(
                 self.retriever.search, query, self.k * 3, language=language
             )
         except IndexUnavailable as exc:
@@ -150,7 +150,7 @@ class GuidelineAnswerer:
                 )
             ),
         ]
-        draft, error = "", None
+        draft, error, busy = "", None, False
         on_delta: OnDelta | None = state.get("on_delta")
         try:
             async for piece in self.llm.stream(messages):
@@ -158,7 +158,7 @@ class GuidelineAnswerer:
                 if on_delta is not None:
                     await on_delta(piece)
         except LLMUnavailable as exc:
-            error = str(exc)
+            error, busy = str(exc), isinstance(exc, LLMBusy)
         draft = draft.strip()
         if error is None and is_grounded(draft, [h.chunk.text for h in hits]):
             cited = sorted({int(n) for n in _MARKER.findall(draft) if 0 < int(n) <= len(hits)})
@@ -170,14 +170,20 @@ class GuidelineAnswerer:
             )
         if error is None:
             logger.info("generated answer failed the groundedness check; quoting passages")
-        return self._extractive(hits, state["language"], error, asked)
+        return self._extractive(hits, state["language"], error, asked, busy)
 
     def _extractive(
-        self, hits: list[Hit], language: str, error: str | None, asked: dict[str, Any]
+        self,
+        hits: list[Hit],
+        language: str,
+        error: str | None,
+        asked: dict[str, Any],
+        busy: bool = False,
     ) -> Answer:
         parts = [self.prompts.text("extractive_intro", language)]
         if error is not None:
-            parts.insert(0, self.prompts.text("llm_unavailable", language))
+            key = "llm_busy" if busy else "llm_unavailable"
+            parts.insert(0, self.prompts.text(key, language))
         top = hits[:2]
         for n, h in enumerate(top, 1):
             parts.append(f"{h.chunk.title} - {h.chunk.section} [{n}]:\n{_trim(h.chunk.text)}")

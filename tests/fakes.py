@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from bot.llm.base import LLMBackend
 from bot.memory.base import SessionState, SessionStore, Turn
+from bot.models import IncomingMessage
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -119,3 +121,18 @@ class BrokenSessionStore(SessionStore):
 
     async def ping(self) -> None:
         raise ValueError("bug in the store")
+
+
+def patient_message(
+    text: str, chat: str, consent: bool = True, language: str | None = None
+) -> IncomingMessage:
+    """A patient's message in a chat of its own (a fresh message id each time)."""
+    return IncomingMessage(
+        channel="test",
+        chat_id=chat,
+        user_id=f"user-{chat}",
+        message_id=uuid.uuid4().hex,
+        text=text,
+        consent=consent,
+        language=language,
+    )

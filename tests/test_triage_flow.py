@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 from sqlmodel import Session, select
 
 from bot.models import IncomingMessage, TriageLevel
 from bot.storage.tables import Escalation, Message
 from tests.conftest import RuntimeFactory
-from tests.fakes import scripted
+from tests.fakes import patient_message, scripted
 
 GROUNDED = "See a doctor if the fever lasts more than three days [1]."
 # A cold with its red flags denied up front: self-care without questions.
@@ -18,15 +17,7 @@ SNIFFLES = "mild runny nose since yesterday, no trouble breathing, no chest pain
 
 
 def msg(text: str, chat: str = "flow", language: str | None = None) -> IncomingMessage:
-    return IncomingMessage(
-        channel="test",
-        chat_id=chat,
-        user_id=f"u-{chat}",
-        message_id=uuid.uuid4().hex,
-        text=text,
-        consent=True,
-        language=language,
-    )
+    return patient_message(text, chat, language=language)
 
 
 def escalations(runtime) -> list[Escalation]:  # type: ignore[no-untyped-def]

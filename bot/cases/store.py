@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bot.cases.models import (
@@ -133,30 +134,40 @@ class CaseStore:
         """Give an open case to one doctor; a second claim is refused."""
 
         def work(s: Session) -> tuple[ClaimOutcome, CaseView | None]:
-            esc = s.get(Escalation, case_id, with_for_update=True)
-            if esc is None:
-                return ClaimOutcome.MISSING, None
-            if esc.status == CaseStatus.CLAIMED.value:
-                view = _view(s, esc)
-                mine = actor.holds(view)
-                return (ClaimOutcome.ALREADY_YOURS if mine else ClaimOutcome.TAKEN), view
-            if esc.status != CaseStatus.OPEN.value:
-                return ClaimOutcome.CLOSED, _view(s, esc)
-            esc.status, esc.claimed_by, esc.claimed_at = (
-                CaseStatus.CLAIMED.value,
-                actor.name,
-                utcnow(),
-            )
-            esc.claimed_by_telegram_id, esc.claimed_by_staff_id = actor.telegram_id, actor.staff_id
-            esc.next_alert_at = None
-            s.add(esc)
-            s.add(
-                audit_event(
-                    actor.label, "escalation.claimed", "escalation", str(case_id), by=actor.name
+            # One conditional UPDATE decides between doctors claiming at once: only the one
+            # that still finds the case open changes it (SQLite ignores SELECT ... FOR UPDATE).
+            claimed = s.exec(
+                update(Escalation)
+                .where(
+                    col(Escalation.id) == case_id,
+                    col(Escalation.status) == CaseStatus.OPEN.value,
+                )
+                .values(
+                    status=CaseStatus.CLAIMED.value,
+                    claimed_by=actor.name,
+                    claimed_at=utcnow(),
+                    claimed_by_telegram_id=actor.telegram_id,
+                    claimed_by_staff_id=actor.staff_id,
+                    next_alert_at=None,
                 )
             )
+            if claimed.rowcount == 1:
+                s.add(
+                    audit_event(
+                        actor.label, "escalation.claimed", "escalation", str(case_id), by=actor.name
+                    )
+                )
             s.commit()
-            return ClaimOutcome.CLAIMED, _view(s, esc)
+            esc = s.get(Escalation, case_id, populate_existing=True)
+            if esc is None:
+                return ClaimOutcome.MISSING, None
+            view = _view(s, esc)
+            if claimed.rowcount == 1:
+                return ClaimOutcome.CLAIMED, view
+            if esc.status == CaseStatus.CLAIMED.value:
+                mine = actor.holds(view)
+                return (ClaimOutcome.ALREADY_YOURS if mine else ClaimOutcome.TAKEN), view
+            return ClaimOutcome.CLOSED, view
 
         return await self.storage.run(work)
 
@@ -171,12 +182,22 @@ class CaseStore:
         """Resolve or expire an active case; None when it was not active."""
 
         def work(s: Session) -> CaseView | None:
-            esc = s.get(Escalation, case_id, with_for_update=True)
-            if esc is None or esc.status not in ACTIVE:
+            # Conditional, as a claim: of two closes at once (a doctor, the expiry sweep) one
+            # wins and only that one is audited.
+            closed = s.exec(
+                update(Escalation)
+                .where(col(Escalation.id) == case_id, col(Escalation.status).in_(ACTIVE))
+                .values(
+                    status=status.value,
+                    outcome=outcome,
+                    disposition=disposition,
+                    closed_at=utcnow(),
+                    next_alert_at=None,
+                )
+            )
+            if closed.rowcount != 1:
+                s.rollback()
                 return None
-            esc.status, esc.outcome, esc.disposition = status.value, outcome, disposition
-            esc.closed_at, esc.next_alert_at = utcnow(), None
-            s.add(esc)
             action = f"escalation.{status.value}"
             s.add(
                 audit_event(
@@ -189,7 +210,8 @@ class CaseStore:
                 )
             )
             s.commit()
-            return _view(s, esc)
+            esc = s.get(Escalation, case_id, populate_existing=True)
+            return _view(s, esc) if esc is not None else None
 
         return await self.storage.run(work)
 

@@ -27,4 +27,6 @@ def build_llm(settings: Settings) -> LLMBackend:
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
     )
-    return EmbeddedBackend(model, timeout_s=settings.llm_timeout_s * 2)
+    return EmbeddedBackend(
+        model, timeout_s=settings.llm_timeout_s * 2, queue_limit=settings.llm_queue_limit
+    )

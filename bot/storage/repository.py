@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from bot.storage.tables import (
     Message,
     Patient,
 )
+from bot.workers import STORAGE
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,7 +78,7 @@ class Storage:
                 return fn(session)
 
         try:
-            return await asyncio.to_thread(work)
+            return await STORAGE.run(work)
         except SQLAlchemyError as exc:
             logger.error("database error: %s", type(exc).__name__)
             raise StorageUnavailable(type(exc).__name__) from exc

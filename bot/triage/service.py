@@ -25,6 +25,7 @@ from bot.triage.facts import PatientFacts, extract_facts
 from bot.triage.interview import Answer, Interview, InterviewState, read_answer, read_answers
 from bot.triage.rules import FindingSet, TriageRules
 from bot.triage.semantic import SemanticMatcher
+from bot.workers import TRIAGE
 
 logger = logging.getLogger(__name__)
 
@@ -156,11 +157,14 @@ class TriageService:
                         extra_facts.append(meaning[language == "zh"])
         facts = extract_facts(texts + extra_facts)
         found = self.rules.findings(texts + extra_facts)
-        if self.semantic is not None:
+        hits = _merge(self.rules.evaluate(found, facts, language), answer_hits)
+        if self.semantic is not None and self.rules.level(hits) is not TriageLevel.EMERGENCY:
+            # Meaning can only add findings: an emergency found by its words is answered
+            # without waiting for the embedding model (which retrieval shares).
             for evidence in self.semantic.find(texts):
                 if evidence.finding not in found.present:
                     found.add(evidence)
-        hits = _merge(self.rules.evaluate(found, facts, language), answer_hits)
+            hits = _merge(self.rules.evaluate(found, facts, language), answer_hits)
         rule_level = self.rules.level(hits)
         general = bool(texts) and is_general_question(texts[-1]) and not hits
         return self._settle(hits, rule_level, facts, found, state, texts, general, ask)
@@ -225,6 +229,15 @@ class TriageService:
             general=general,
         )
 
+    async def adecide(
+        self,
+        conversation: Sequence[PatientMessage | str],
+        language: str = "en",
+        ask: bool = True,
+    ) -> TriageResult:
+        """`decide` on the triage thread: off the event loop, one decision at a time."""
+        return await TRIAGE.run(self.decide, conversation, language, ask)
+
     async def assess(
         self,
         conversation: Sequence[PatientMessage | str],
@@ -232,7 +245,7 @@ class TriageService:
         ask: bool = True,
     ) -> TriageResult:
         """Decide, then consult the model when the settings allow it."""
-        return await self.consult(self.decide(conversation, language, ask), conversation)
+        return await self.consult(await self.adecide(conversation, language, ask), conversation)
 
     async def consult(
         self, result: TriageResult, conversation: Sequence[PatientMessage | str]
