@@ -9,6 +9,7 @@ from langchain_core.messages import HumanMessage
 from bot.config import Settings
 from bot.errors import CareBotError
 from bot.runtime import build_runtime
+from bot.workers import RETRIEVAL
 
 
 async def run_checks(settings: Settings, say: Callable[[str], None]) -> bool:
@@ -27,6 +28,7 @@ async def run_checks(settings: Settings, say: Callable[[str], None]) -> bool:
                 f"llm ({runtime.llm.name})",
                 runtime.llm.complete([HumanMessage("Reply with the word ready.")]),
             ),
+            ("guideline index", RETRIEVAL.run(runtime.engine.answerer.retriever.index.count)),
         ]
         for name, action in checks:
             try:

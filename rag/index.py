@@ -11,6 +11,7 @@ import functools
 import hashlib
 import logging
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,10 +21,12 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from rag.chunking import Chunk
-from rag.errors import IndexUnavailable
+from rag.errors import IndexMismatch, IndexUnavailable
 from rag.lexical import LexicalIndex
 
 logger = logging.getLogger(__name__)
+# How often a guideline index that could not be reached is tried again.
+RETRY_S = 10.0
 COLLECTION = "carebot-guidelines"
 _PAGE = 2000  # rows per Chroma get, to bound memory on large collections
 
@@ -104,12 +107,39 @@ class GuidelineIndex:
         self.directory = directory
         self.embedding_model = embedding_model
         self.location = chroma_url or str(directory / "chroma")
-        self._client = _client(directory, chroma_url)
-        self._collection = self._open()
+        self._chroma_url = chroma_url
+        self._client: Any = None
+        self._collection_: Any = None
+        self._retry_at = 0.0
+        try:
+            self._connect()
+        except IndexMismatch:
+            raise  # the wrong model: an operator must rebuild, waiting will not help
+        except IndexUnavailable as exc:
+            if not chroma_url:
+                raise  # a local index that cannot be opened is a fault to fix, not to wait out
+            # A Chroma server may come later: start without it (emergencies need no index;
+            # answers say no guideline was found) and try again as the index is used.
+            logger.error("guideline index unavailable at start (%s); will retry", exc)
         self._lexical: LexicalIndex | None = None
         self._chunks: dict[str, Chunk] = {}
         # Every patient answer filters by language: keep each filter's id set until a change.
         self._filtered: dict[tuple[str | None, tuple[str, ...]], frozenset[str]] = {}
+
+    def _connect(self) -> None:
+        self._client = _client(self.directory, self._chroma_url)
+        self._collection_ = self._open()
+
+    @property
+    def _collection(self) -> Any:
+        """The Chroma collection, connecting (at most every RETRY_S) when it is not yet open."""
+        if self._collection_ is None:
+            now = time.monotonic()
+            if now < self._retry_at:
+                raise IndexUnavailable("guideline index unavailable (Chroma); retrying")
+            self._retry_at = now + RETRY_S
+            self._connect()
+        return self._collection_
 
     def _open(self) -> Any:
         try:
@@ -122,7 +152,7 @@ class GuidelineIndex:
             raise IndexUnavailable(f"cannot open the Chroma collection: {exc}") from exc
         stored = (collection.metadata or {}).get("embedding_model")
         if stored and stored != self.embedding_model:
-            raise IndexUnavailable(
+            raise IndexMismatch(
                 f"the index was built with {stored}, not {self.embedding_model}; "
                 "run `carebot index drop` and ingest again"
             )
@@ -159,7 +189,7 @@ class GuidelineIndex:
         except Exception as exc:  # a missing collection is already dropped
             logger.debug("drop: %s", exc)
         shutil.rmtree(self.directory / "lexical", ignore_errors=True)
-        self._collection = self._open()
+        self._collection_ = self._open()
         self._lexical, self._chunks = None, {}
 
     # --- reading ---------------------------------------------------------------------------

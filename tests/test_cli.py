@@ -117,7 +117,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 def test_check_reports_each_component(tmp_path: Path) -> None:
     out = run(["check"], b"", tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    for line in ("ok   database", "ok   session memory", "ok   llm (embedded)"):
+    for line in ("ok   database", "ok   session memory", "ok   llm (embedded)", "ok   guideline"):
         assert line in out.stdout
 
 
@@ -130,9 +130,11 @@ def test_check_names_what_fails(tmp_path: Path) -> None:
         CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
         CAREBOT_LLM_MAX_RETRIES="0",
         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        CHROMA_URL=f"http://127.0.0.1:{free_port()}",
     )
     assert out.returncode == 1
     assert "ok   database" in out.stdout
+    assert "FAIL guideline index" in out.stdout  # started all the same, and says what is down
     assert "FAIL session memory" in out.stdout and "FAIL llm (openai)" in out.stdout
 
 

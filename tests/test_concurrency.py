@@ -1,4 +1,4 @@
-"""Many patients at once on the embedded model: nobody waits for ever, emergencies never wait.
+"""Many patients at once, and dependencies missing: nobody waits for ever, emergencies never wait.
 
 Issue 14 measured the default deployment hanging for good when ten patients asked at once (the
 embedded model held a lock across LangChain's default executor) and a 4,096-character message
@@ -20,8 +20,10 @@ from bot.llm.base import LLMBackend
 from bot.llm.embedded import EmbeddedBackend
 from bot.llm.factory import build_llm
 from bot.models import TriageLevel
+from rag.errors import IndexUnavailable
 from tests.conftest import RuntimeFactory
 from tests.fakes import patient_message
+from tests.servers import free_port
 
 QUESTION = [SystemMessage("Answer in one sentence."), HumanMessage("How do I treat a cold?")]
 EMERGENCY = "my father collapsed and is not breathing"
@@ -136,3 +138,16 @@ async def test_a_4096_character_message_does_not_hold_up_another_chats_emergency
     meanwhile = await emergency_s("second-emergency")
     assert meanwhile - alone < 1.0  # the delay the long messages cause
     await asyncio.gather(*slow)
+
+
+async def test_a_chroma_server_down_at_start_up_leaves_carebot_serving_degraded(
+    make_runtime: RuntimeFactory,
+) -> None:
+    # Nothing listens on this port: the guideline index cannot be reached at start-up.
+    rt = await make_runtime(chroma_url=f"http://127.0.0.1:{free_port()}")
+    emergency = await rt.engine.handle(patient_message(EMERGENCY, "collapsed"))
+    assert emergency.level is TriageLevel.EMERGENCY and "112" in emergency.text
+    answer = await rt.engine.handle(patient_message("what helps a sore throat?", "throat"))
+    assert answer.text.strip() and not answer.citations  # says so, invents nothing
+    with pytest.raises(IndexUnavailable):
+        rt.engine.answerer.retriever.index.count()

@@ -107,4 +107,10 @@ def test_malformed_json_is_refused(server: str) -> None:
 def test_health(server: str) -> None:
     res = httpx.get(f"{server}/healthz")
     assert res.status_code == 200
-    assert res.json() == {"status": "ok", "database": "ok", "memory": "ok", "llm": "embedded"}
+    assert res.json() == {
+        "status": "ok",
+        "database": "ok",
+        "memory": "ok",
+        "llm": "embedded",
+        "guidelines": "ok",
+    }

@@ -21,6 +21,8 @@ from bot.dashboard.app import mount_dashboard
 from bot.errors import MemoryUnavailable, StorageUnavailable
 from bot.models import IncomingMessage, Reply
 from bot.runtime import Runtime
+from bot.workers import RETRIEVAL
+from rag.errors import IndexUnavailable
 
 logger = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("static") / "chat.html"
@@ -100,11 +102,17 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
     @app.get("/healthz")
     async def health(request: Request) -> JSONResponse:
         runtime: Runtime = request.app.state.runtime
-        checks = {"database": "ok", "memory": "ok", "llm": runtime.llm.name}
+        checks = {"database": "ok", "memory": "ok", "llm": runtime.llm.name, "guidelines": "ok"}
         try:
             await runtime.storage.ping()
         except StorageUnavailable:
             checks["database"] = "unavailable"
+        try:
+            # Without the index CareBot still answers emergencies and says it found no
+            # guideline: degraded, not down.
+            await RETRIEVAL.run(runtime.engine.answerer.retriever.index.count)
+        except IndexUnavailable:
+            checks["guidelines"] = "unavailable (answers say no guideline was found)"
         try:
             await runtime.sessions.ping()
         except MemoryUnavailable:
