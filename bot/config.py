@@ -156,6 +156,21 @@ class Settings(BaseSettings):
     telegram_rate_limit_window_s: float = Field(
         default=10.0, gt=0, le=3600, description="The rate-limit window."
     )
+    telegram_retry_first_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Pause before an unhandled update is tried again (doubling each time).",
+    )
+    telegram_retry_attempts: int = Field(
+        default=5, ge=1, le=100, description="Tries before an update is given up and dropped."
+    )
+    telegram_group_messages_per_minute: int = Field(
+        default=20,
+        ge=1,
+        le=600,
+        description="Bot API flood limit for the doctors' group (Telegram allows about 20).",
+    )
     doctors_chat_id: int | None = Field(
         default=None, description="Telegram group where doctors get case alerts and claim them."
     )

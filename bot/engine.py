@@ -6,8 +6,8 @@ import logging
 from typing import Protocol
 
 from bot.errors import MemoryUnavailable, StorageUnavailable
-from bot.memory.base import SessionState, SessionStore, Turn
-from bot.models import IncomingMessage, RedFlagHit, Reply, TriageLevel
+from bot.memory.base import SessionStore, Turn
+from bot.models import ChatState, IncomingMessage, RedFlagHit, Reply, TriageLevel
 from bot.prompts import PromptLibrary
 from bot.replies import (
     EngineOptions,
@@ -76,6 +76,15 @@ class ConversationEngine:
         reply = await self.turns.run(msg, work)
         assert reply is not None  # _process always answers
         return reply
+
+    async def unsaved(self, msg: IncomingMessage) -> Reply:
+        """Answer a message the channel could not store: from the rules, saying it is unsaved."""
+        return await self.turns.fallback(msg, "storage_unavailable")
+
+    async def delivered(self, reply: Reply, channel_ids: list[int]) -> None:
+        """Record that a stored reply reached the patient, so a replay never sends it again."""
+        if reply.message_id is not None:
+            await self.turns.quietly(self.storage.mark_delivered(reply.message_id, channel_ids))
 
     async def acknowledge(
         self,
@@ -181,7 +190,7 @@ class ConversationEngine:
 
     async def _process(
         self, msg: IncomingMessage, stored: StoredIncoming, on_delta: OnDelta | None
-    ) -> tuple[Reply, SessionState, list[Turn]]:
+    ) -> tuple[Reply, ChatState, list[Turn]]:
         state, history = await self.turns.recall(msg, stored)
         language = detect_language(
             msg.text, state.language or msg.language or self.options.default_language
@@ -216,7 +225,7 @@ class ConversationEngine:
         return reply, state, history
 
     async def _open_emergency(
-        self, stored: StoredIncoming, state: SessionState, hits: list[RedFlagHit], language: str
+        self, stored: StoredIncoming, state: ChatState, hits: list[RedFlagHit], language: str
     ) -> Reply:
         emergencies = self.rules.emergencies(hits) or hits
         state.announced_flags = sorted({*state.announced_flags, *(h.rule_id for h in hits)})
@@ -230,7 +239,7 @@ class ConversationEngine:
     async def _escalate(
         self,
         stored: StoredIncoming,
-        state: SessionState,
+        state: ChatState,
         level: TriageLevel,
         reasons: list[str],
         language: str,
@@ -256,7 +265,7 @@ class ConversationEngine:
         self,
         msg: IncomingMessage,
         stored: StoredIncoming,
-        state: SessionState,
+        state: ChatState,
         history: list[Turn],
         language: str,
         conversation: list[PatientMessage],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -111,3 +112,53 @@ class Reply(BaseModel):
         default_factory=dict, description="The version of each prompt in use for this reply."
     )
     message_id: int | None = Field(default=None, description="Database id of the stored reply.")
+
+
+ChatMode = Literal["bot", "waiting_for_doctor", "with_doctor"]
+
+
+class ChatState(BaseModel):
+    """Where a chat stands, as the database records it (session memory only caches history).
+
+    `mode` and `escalation_id` are read from the chat's active case, `consent` from the
+    patient; the rest is kept on the conversation row, written with each reply.
+    """
+
+    consent: bool = False
+    language: str | None = None
+    mode: ChatMode = "bot"
+    escalation_id: int | None = None
+    announced_flags: list[str] = Field(
+        default_factory=list, description="Red-flag rules the patient was already warned about."
+    )
+    pending_text: str | None = Field(
+        default=None, description="A question held back until consent or triage questions."
+    )
+    followup_rounds: int = Field(
+        default=0, description="Triage question rounds for this complaint."
+    )
+    saved_at: datetime | None = Field(default=None, description="When the record was written.")
+
+    # What the conversation row keeps; the rest has its own record (the case, the patient).
+    KEPT: ClassVar[set[str]] = {
+        "language",
+        "announced_flags",
+        "pending_text",
+        "followup_rounds",
+        "saved_at",
+    }
+
+    def kept(self) -> dict[str, object]:
+        """The fields written to the conversation row, stamped now."""
+        return self.model_copy(update={"saved_at": utcnow()}).model_dump(
+            mode="json", include=self.KEPT
+        )
+
+    def expired(self) -> ChatState:
+        """The state after the memory window passed: the case, consent and language stay."""
+        return ChatState(
+            consent=self.consent,
+            language=self.language,
+            mode=self.mode,
+            escalation_id=self.escalation_id,
+        )

@@ -58,6 +58,7 @@ class EngineOptions:
     max_followup_rounds: int = 2
     max_message_chars: int = 4000
     history_turns: int = 20
+    memory_s: float = 7 * 24 * 3600  # a silence this long starts a new episode
 
 
 def detect_language(text: str, fallback: str) -> str:

@@ -160,6 +160,7 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
             default_language=settings.default_language,
             max_message_chars=settings.max_message_chars,
             history_turns=settings.history_turns,
+            memory_s=settings.session_ttl_s,
         ),
     )
     cases = CaseService(

@@ -14,15 +14,15 @@ from typing import Any
 
 from bot.errors import MemoryUnavailable, StorageUnavailable
 from bot.locks import ChatLocks
-from bot.memory.base import SessionState, SessionStore, Turn
-from bot.models import IncomingMessage, Reply, TriageLevel
+from bot.memory.base import SessionStore, Turn
+from bot.models import ChatState, IncomingMessage, Reply, TriageLevel, utcnow
 from bot.replies import LOCALE, EngineOptions, ReplyWriter, clean_text, detect_language
 from bot.storage.repository import Storage, StoredIncoming
 from bot.triage.service import TriageService
 
 logger = logging.getLogger("bot.engine")
 # A unit of work on a stored message: the reply (None: stay quiet), state and history.
-Outcome = tuple[Reply | None, SessionState, list[Turn]]
+Outcome = tuple[Reply | None, ChatState, list[Turn]]
 Work = Callable[[IncomingMessage, StoredIncoming], Awaitable[Outcome]]
 
 
@@ -51,7 +51,14 @@ class Turns:
             except StorageUnavailable:
                 return await self.fallback(msg, "storage_unavailable")
             if stored.duplicate and stored.previous_reply is not None:
-                return Reply(text=stored.previous_reply, kind="duplicate", duplicate=True)
+                # Answered before: the channel re-sends it only if it never arrived.
+                kind = "delivered" if stored.previous_delivered else "duplicate"
+                return Reply(
+                    text=stored.previous_reply,
+                    kind=kind,
+                    duplicate=True,
+                    message_id=stored.previous_reply_id,
+                )
             started = time.perf_counter()
             try:
                 reply, state, history = await work(msg, stored)
@@ -81,24 +88,31 @@ class Turns:
         language = detect_language(msg.text, self.options.default_language)
         triage = await self.triage.adecide([msg.text], language, ask=False)
         if triage.rule_level is TriageLevel.EMERGENCY:
-            return self.writer.emergency(triage.hits, language)
+            reply = self.writer.emergency(triage.hits, language)
+            if text_key == "storage_unavailable":  # doctors cannot see it: say so plainly
+                reply.text = f"{reply.text}\n\n{self.writer.text('not_saved_note', language)}"
+            return reply
         return Reply(text=self.writer.text(text_key, language), kind="error")
 
     async def recall(
         self, msg: IncomingMessage, stored: StoredIncoming
-    ) -> tuple[SessionState, list[Turn]]:
-        """Load state and history from memory, or rebuild them from the database."""
+    ) -> tuple[ChatState, list[Turn]]:
+        """The chat's state (from the database) and recent turns (cached, else rebuilt)."""
+        state = stored.state.model_copy(deep=True)
+        window = self.options.memory_s
+        if state.saved_at is not None and (utcnow() - state.saved_at).total_seconds() > window:
+            state = state.expired()  # a new episode: old warnings and questions are done
+        limit = self.options.history_turns
         try:
-            state = await self.sessions.get_state(msg.chat_key) or SessionState()
-            history = await self.sessions.history(msg.chat_key, self.options.history_turns)
+            history = await self.sessions.history(msg.chat_key, limit)
         except MemoryUnavailable:
             logger.warning("session memory unavailable; rebuilding from the database")
-            state = SessionState()
+            history = None
+        # The cache holds what the database holds only when it ends at the same message.
+        if not history or history[-1].message_id != stored.last_message_id:
             history = await self.storage.recent_turns(
-                stored.conversation_id, self.options.history_turns + 1
+                stored.conversation_id, limit, before_id=stored.message_id, window_s=window
             )
-            history = history[:-1]  # the database already holds this message
-        state.consent = state.consent or stored.consented
         return state, history
 
     async def finish(
@@ -106,15 +120,14 @@ class Turns:
         msg: IncomingMessage,
         stored: StoredIncoming,
         reply: Reply | None,
-        state: SessionState,
+        state: ChatState,
         history: list[Turn],
     ) -> None:
-        """Store the reply and update memory; a failure here never takes the reply away."""
+        """Store the reply with the chat's state, then cache the turns; never loses the reply."""
+        patient = Turn(role="patient", text=msg.text, message_id=stored.message_id)
         if reply is None:  # kept without a reply: only the patient's turn is remembered
-            await self.quietly(
-                self.sessions.append(msg.chat_key, Turn(role="patient", text=msg.text))
-            )
-            await self.quietly(self.sessions.set_state(msg.chat_key, state))
+            await self.quietly(self.storage.save_state(stored.conversation_id, state))
+            await self.quietly(self.sessions.append(msg.chat_key, patient))
             return
         reply.prompt_versions = dict(self.writer.prompts.versions)
         meta: dict[str, Any] = {
@@ -127,17 +140,13 @@ class Turns:
             "llm_error": reply.llm_error,
         }
         try:
-            reply.message_id = await self.storage.record_reply(stored, reply, meta)
+            reply.message_id = await self.storage.record_reply(stored, reply, meta, state)
         except StorageUnavailable:
             logger.error("reply to message=%s sent but not stored", stored.message_id)
-        await self.quietly(
-            self.sessions.append(
-                msg.chat_key,
-                Turn(role="patient", text=msg.text),
-                Turn(role="bot", text=reply.text, asked=_asked(reply.triage)),
-            )
+        bot = Turn(
+            role="bot", text=reply.text, asked=_asked(reply.triage), message_id=reply.message_id
         )
-        await self.quietly(self.sessions.set_state(msg.chat_key, state))
+        await self.quietly(self.sessions.append(msg.chat_key, patient, bot))
 
     @staticmethod
     async def quietly(action: Any) -> None:

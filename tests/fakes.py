@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -12,8 +15,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from bot.llm.base import LLMBackend
-from bot.memory.base import SessionState, SessionStore, Turn
+from bot.memory.base import SessionStore, Turn
 from bot.models import IncomingMessage
+from bot.storage.repository import Storage, make_engine
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -104,12 +108,6 @@ class BrokenSessionStore(SessionStore):
     def __init__(self) -> None:
         super().__init__(ttl_s=60, max_turns=10)
 
-    async def get_state(self, chat_key: str) -> SessionState | None:
-        raise ValueError("bug in the store")
-
-    async def set_state(self, chat_key: str, state: SessionState) -> None:
-        raise ValueError("bug in the store")
-
     async def append(self, chat_key: str, *turns: Turn) -> None:
         raise ValueError("bug in the store")
 
@@ -136,3 +134,19 @@ def patient_message(
         consent=consent,
         language=language,
     )
+
+
+@contextlib.contextmanager
+def locked_database(storage: Storage, db: Path) -> Iterator[None]:
+    """Hold the SQLite file in an exclusive transaction (another process writing, a stuck
+    backup); the storage waits at most 0.2 s for it, then reports the database unavailable.
+    """
+    storage.engine.dispose()
+    locker = sqlite3.connect(db, timeout=0)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        storage.engine = make_engine(f"sqlite:///{db}", busy_timeout_s=0.2)
+        yield
+    finally:
+        locker.rollback()
+        locker.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import uuid
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from bot.llm.openai_compat import OpenAIBackend
 from bot.models import IncomingMessage, TriageLevel
 from bot.storage.tables import Escalation, Message
 from tests.conftest import RuntimeFactory
-from tests.fakes import BrokenSessionStore, SlowChatModel, scripted
+from tests.fakes import BrokenSessionStore, SlowChatModel, locked_database, scripted
 from tests.servers import RedisServer, free_port, silent_server
 
 FEVER = "I have had a mild fever since yesterday, what can I do?"
@@ -209,21 +208,11 @@ async def test_locked_database_asks_to_resend_but_never_blocks_an_emergency(
     make_runtime: RuntimeFactory, tmp_path: Path
 ) -> None:
     rt = await make_runtime(scripted(GROUNDED))
-    rt.storage.engine.dispose()
-    db = tmp_path / "data" / "carebot.db"
-    locker = sqlite3.connect(db, timeout=0)
-    locker.execute("BEGIN EXCLUSIVE")
-    try:
-        from bot.storage.repository import make_engine
-
-        rt.storage.engine = make_engine(f"sqlite:///{db}", busy_timeout_s=0.2)
+    with locked_database(rt.storage, tmp_path / "data" / "carebot.db"):
         busy = await rt.engine.handle(incoming(FEVER, consent=True, mid="x1"))
         assert busy.kind == "error" and "send it again" in busy.text
         urgent = await rt.engine.handle(incoming(CHEST))
         assert urgent.kind == "emergency" and "Call 112" in urgent.text
-    finally:
-        locker.rollback()
-        locker.close()
     retry = await rt.engine.handle(incoming(FEVER, consent=True, mid="x1"))
     assert retry.kind == "answer"
 

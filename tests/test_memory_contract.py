@@ -1,4 +1,5 @@
-"""One contract for session memory, run against the embedded store and a real redis-server."""
+"""One contract for session memory (a cache of recent turns), run against the embedded store
+and a real redis-server."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.errors import MemoryUnavailable
-from bot.memory.base import SessionState, SessionStore, Turn
+from bot.memory.base import SessionStore, Turn
 from bot.memory.inmemory import InMemorySessionStore
 from bot.memory.redis_store import RedisSessionStore
 from tests.servers import RedisServer, free_port
@@ -33,22 +34,18 @@ def key() -> str:
 
 
 class TestSessionStoreContract:
-    async def test_unknown_chat_has_no_state_and_no_history(self, store: SessionStore) -> None:
-        k = key()
-        assert await store.get_state(k) is None
-        assert await store.history(k) == []
+    async def test_unknown_chat_has_no_history(self, store: SessionStore) -> None:
+        assert await store.history(key()) == []
 
-    async def test_state_round_trips(self, store: SessionStore) -> None:
+    async def test_turns_round_trip_with_their_ids_and_questions(self, store: SessionStore) -> None:
         k = key()
-        state = SessionState(
-            consent=True,
-            language="zh",
-            mode="waiting_for_doctor",
-            escalation_id=7,
-            announced_flags=["EM-X"],
+        turns = (
+            Turn(role="patient", text="chest hurts", message_id=7),
+            Turn(role="bot", text="Since when?", asked=["onset"], message_id=8),
+            Turn(role="doctor", text="I am here", message_id=None),
         )
-        await store.set_state(k, state)
-        assert await store.get_state(k) == state
+        await store.append(k, *turns)
+        assert await store.history(k) == list(turns)
 
     async def test_history_keeps_order_and_trims_to_max_turns(self, store: SessionStore) -> None:
         k = key()
@@ -68,25 +65,19 @@ class TestSessionStoreContract:
 
     async def test_chats_are_isolated(self, store: SessionStore) -> None:
         a, b = key(), key()
-        await store.set_state(a, SessionState(consent=True))
         await store.append(a, Turn(role="patient", text="only a"))
-        assert await store.get_state(b) is None
         assert await store.history(b) == []
 
     async def test_forget_deletes_everything(self, store: SessionStore) -> None:
         k = key()
-        await store.set_state(k, SessionState(consent=True))
         await store.append(k, Turn(role="patient", text="hi"))
         await store.forget(k)
-        assert await store.get_state(k) is None
         assert await store.history(k) == []
 
     async def test_sessions_expire_after_ttl(self, store: SessionStore) -> None:
         k = key()
-        await store.set_state(k, SessionState(consent=True))
         await store.append(k, Turn(role="patient", text="hi"))
         await asyncio.sleep(2.3)
-        assert await store.get_state(k) is None
         assert await store.history(k) == []
 
     async def test_ping_succeeds(self, store: SessionStore) -> None:
@@ -98,7 +89,7 @@ async def test_redis_down_raises_memory_unavailable(tmp_path: Path) -> None:
     with pytest.raises(MemoryUnavailable):
         await dead.ping()
     with pytest.raises(MemoryUnavailable):
-        await dead.get_state("x")
+        await dead.history("x")
     with pytest.raises(MemoryUnavailable):
         await dead.append("x", Turn(role="patient", text="hi"))
     await dead.aclose()
@@ -106,10 +97,10 @@ async def test_redis_down_raises_memory_unavailable(tmp_path: Path) -> None:
 
 async def test_redis_keys_are_namespaced(redis_server: RedisServer) -> None:
     store = RedisSessionStore.from_url(redis_server.url, 60, 5)
-    await store.set_state("telegram:42", SessionState())
+    await store.append("telegram:42", Turn(role="patient", text="hi"))
     client = Redis.from_url(redis_server.url, decode_responses=True)
     keys = await client.keys("carebot:session:telegram:42:*")
-    assert keys == ["carebot:session:telegram:42:state"]
+    assert keys == ["carebot:session:telegram:42:history"]
     assert 0 < await client.ttl(keys[0]) <= 60
     await client.aclose()
     await store.aclose()

@@ -219,7 +219,8 @@ async def test_forget_deletes_database_rows_session_memory_and_inbox(
     assert all(m.conversation_id == rows(rt, Conversation)[0].id for m in rows(rt, Message))
     assert all(u.chat_id != "84" for u in rows(rt, ChannelUpdate))
     assert await rt.sessions.history("telegram:84") == []
-    assert await rt.sessions.get_state("telegram:84") is None
+    with Session(rt.storage.engine) as s:  # no state row is left for the chat either
+        assert s.exec(select(Conversation).where(Conversation.chat_id == "84")).first() is None
     forgotten = [e for e in rows(rt, AuditEvent) if e.action == "patient.forgotten"]
     assert len(forgotten) == 1 and forgotten[0].details["messages"] >= 4
 

@@ -20,7 +20,7 @@ from bot.cases.store import CaseStore, after
 from bot.cases.summary import CaseSummarizer
 from bot.errors import MemoryUnavailable, StorageUnavailable
 from bot.locks import ChatLocks
-from bot.memory.base import SessionState, SessionStore, Turn
+from bot.memory.base import SessionStore, Turn
 from bot.models import utcnow
 from bot.replies import ReplyWriter
 
@@ -138,7 +138,6 @@ class CaseService:
         """Give the case to one doctor and put the patient through to them."""
         outcome, view = await self.store.claim(case_id, actor)
         if outcome is ClaimOutcome.CLAIMED and view is not None:
-            await self._set_mode(view, "with_doctor", view.id)
             await self._publish("claimed", view, actor=actor.name)
             await self._tell(view, "doctor_joined", None, doctor=actor.name)
         return outcome, view
@@ -151,10 +150,11 @@ class CaseService:
             return False
         if not actor.holds(view) and actor.role != "admin":
             return False
-        await self.store.record_doctor_message(case_id, actor, text)
+        stored = await self.store.record_doctor_message(case_id, actor, text)
         with contextlib.suppress(MemoryUnavailable):
             await self.sessions.append(
-                f"{view.channel}:{view.chat_id}", Turn(role="doctor", text=text)
+                f"{view.channel}:{view.chat_id}",
+                Turn(role="doctor", text=text, message_id=stored),
             )
         delivered = await self.patients.send(view.channel, view.chat_id, f"{actor.name}: {text}")
         await self._publish("doctor", view, actor=actor.name, text=text)
@@ -175,7 +175,6 @@ class CaseService:
         )
         if view is None:
             return None
-        await self._set_mode(view, "bot", None)
         await self._publish("resolved", view, actor=actor.name)
         await self._tell(view, "doctor_left", None, doctor=actor.name)
         return view
@@ -199,7 +198,6 @@ class CaseService:
                     view.id, CaseStatus.EXPIRED, "carebot", "no doctor claimed the case in time"
                 )
                 if closed is not None:
-                    await self._set_mode(closed, "bot", None)
                     await self._publish("expired", closed)
                     await self._tell(closed, f"case_expired_{closed.level.value}", None)
                 continue
@@ -235,24 +233,12 @@ class CaseService:
             )
         )
 
-    async def _set_mode(self, view: CaseView, mode: str, case_id: int | None) -> None:
-        key = f"{view.channel}:{view.chat_id}"
-        async with self.locks.hold(key):
-            try:
-                state = await self.sessions.get_state(key) or SessionState(consent=True)
-                state.mode = mode  # type: ignore[assignment]
-                state.escalation_id = case_id
-                await self.sessions.set_state(key, state)
-            except MemoryUnavailable:
-                logger.warning("case %s: session memory unavailable; mode not changed", view.id)
-
     async def _tell(self, view: CaseView, key: str, language: str | None, **values: object) -> None:
-        key_chat = f"{view.channel}:{view.chat_id}"
         if language is None:
             try:
-                state = await self.sessions.get_state(key_chat)
-            except MemoryUnavailable:
-                state = None
-            language = (state.language if state else None) or "en"
+                language = await self.store.language(view.id)
+            except StorageUnavailable:
+                language = None
+            language = language or self.writer.options.default_language
         text = self.writer.text(key, language, **values)
         await self.patients.send(view.channel, view.chat_id, text)

@@ -376,27 +376,39 @@ class CaseStore:
 
         await self.storage.run(work)
 
-    async def record_doctor_message(self, case_id: int, actor: Actor, text: str) -> None:
-        """Keep a doctor's message in the patient's conversation."""
+    async def record_doctor_message(self, case_id: int, actor: Actor, text: str) -> int | None:
+        """Keep a doctor's message in the patient's conversation; return its id."""
 
-        def work(s: Session) -> None:
+        def work(s: Session) -> int | None:
             esc = s.get(Escalation, case_id)
             if esc is None:
-                return
-            s.add(
-                Message(
-                    conversation_id=esc.conversation_id,
-                    direction="out",
-                    channel_message_id=f"doctor-{case_id}-{utcnow().timestamp()}",
-                    text=text,
-                    status="sent",
-                    kind="doctor",
-                    meta={"doctor": actor.name, "case": case_id},
-                )
+                return None
+            row = Message(
+                conversation_id=esc.conversation_id,
+                direction="out",
+                channel_message_id=f"doctor-{case_id}-{utcnow().timestamp()}",
+                text=text,
+                status="sent",
+                kind="doctor",
+                meta={"doctor": actor.name, "case": case_id},
             )
+            s.add(row)
             s.commit()
+            return row.id
 
-        await self.storage.run(work)
+        return await self.storage.run(work)
+
+    async def language(self, case_id: int) -> str | None:
+        """The language the case's patient was last answered in (or chose)."""
+
+        def work(s: Session) -> str | None:
+            esc = s.get(Escalation, case_id)
+            conv = s.get(Conversation, esc.conversation_id) if esc else None
+            patient = s.get(Patient, esc.patient_id) if esc else None
+            kept = (conv.state or {}).get("language") if conv else None
+            return str(kept) if kept else (patient.language if patient else None)
+
+        return await self.storage.run(work)
 
     async def position(self, case_id: int) -> int:
         """1-based place of an open case in the queue (0 when not waiting)."""

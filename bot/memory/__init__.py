@@ -1,1 +1,1 @@
-"""Session memory: recent history and per-chat state, behind the SessionStore contract."""
+"""Session memory: a cache of each chat's recent turns, behind the SessionStore contract."""

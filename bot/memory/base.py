@@ -1,4 +1,4 @@
-"""The SessionStore contract that every session-memory backend implements."""
+"""The SessionStore contract: a cache of each chat's recent turns (the database is the record)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from pydantic import BaseModel, Field
 
 from bot.models import utcnow
 
-Mode = Literal["bot", "waiting_for_doctor", "with_doctor"]
-
 
 class Turn(BaseModel):
     """One line of the conversation as the engine remembers it."""
@@ -22,41 +20,17 @@ class Turn(BaseModel):
     asked: list[str] = Field(
         default_factory=list, description="Triage question ids a bot turn asked."
     )
-
-
-class SessionState(BaseModel):
-    """Per-chat state kept between messages (history is stored beside it)."""
-
-    consent: bool = False
-    language: str | None = None
-    mode: Mode = "bot"
-    escalation_id: int | None = None
-    announced_flags: list[str] = Field(
-        default_factory=list, description="Red-flag rules the patient was already warned about."
-    )
-    pending_message_id: int | None = Field(
-        default=None, description="A question held back until the patient consents."
-    )
-    pending_text: str | None = None
-    followup_rounds: int = Field(
-        default=0, description="Triage question rounds for this complaint."
+    message_id: int | None = Field(
+        default=None, description="The stored message's database id (None: not stored)."
     )
 
 
 class SessionStore(ABC):
-    """Recent history and state per chat key, expiring after a TTL of inactivity."""
+    """Recent turns per chat key, expiring after a TTL of inactivity; may vanish any time."""
 
     def __init__(self, ttl_s: int, max_turns: int) -> None:
         self.ttl_s = ttl_s
         self.max_turns = max_turns
-
-    @abstractmethod
-    async def get_state(self, chat_key: str) -> SessionState | None:
-        """Return the chat's state, or None if unknown or expired."""
-
-    @abstractmethod
-    async def set_state(self, chat_key: str, state: SessionState) -> None:
-        """Replace the chat's state and refresh its TTL."""
 
     @abstractmethod
     async def append(self, chat_key: str, *turns: Turn) -> None:

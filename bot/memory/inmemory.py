@@ -7,12 +7,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.memory.base import SessionState, SessionStore, Turn
+from bot.memory.base import SessionStore, Turn
 
 
 @dataclass
 class _Entry:
-    state: SessionState | None = None
     turns: deque[Turn] = field(default_factory=deque)
     expires_at: float = 0.0
 
@@ -38,13 +37,6 @@ class InMemorySessionStore(SessionStore):
         entry = self._live(chat_key) or self._entries.setdefault(chat_key, _Entry())
         entry.expires_at = self._clock() + self.ttl_s
         return entry
-
-    async def get_state(self, chat_key: str) -> SessionState | None:
-        entry = self._live(chat_key)
-        return entry.state.model_copy(deep=True) if entry and entry.state else None
-
-    async def set_state(self, chat_key: str, state: SessionState) -> None:
-        self._touch(chat_key).state = state.model_copy(deep=True)
 
     async def append(self, chat_key: str, *turns: Turn) -> None:
         entry = self._touch(chat_key)

@@ -9,13 +9,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.errors import MemoryUnavailable
-from bot.memory.base import SessionState, SessionStore, Turn
+from bot.memory.base import SessionStore, Turn
 
 logger = logging.getLogger(__name__)
 
 
 class RedisSessionStore(SessionStore):
-    """Keep each chat's state (a JSON string) and history (a list) under namespaced keys."""
+    """Keep each chat's recent turns (a list of JSON strings) under a namespaced key."""
 
     def __init__(
         self, client: Redis, ttl_s: int, max_turns: int, namespace: str = "carebot"
@@ -37,28 +37,6 @@ class RedisSessionStore(SessionStore):
     def _key(self, chat_key: str, part: str) -> str:
         return f"{self._ns}:session:{chat_key}:{part}"
 
-    async def get_state(self, chat_key: str) -> SessionState | None:
-        try:
-            raw = await self._redis.get(self._key(chat_key, "state"))
-        except (RedisError, OSError) as exc:
-            raise MemoryUnavailable(type(exc).__name__) from exc
-        if raw is None:
-            return None
-        try:
-            return SessionState.model_validate_json(raw)
-        except ValidationError:
-            # A state written by an incompatible version is dropped, not fatal.
-            logger.warning("discarding unreadable session state")
-            return None
-
-    async def set_state(self, chat_key: str, state: SessionState) -> None:
-        try:
-            await self._redis.set(
-                self._key(chat_key, "state"), state.model_dump_json(), ex=self.ttl_s
-            )
-        except (RedisError, OSError) as exc:
-            raise MemoryUnavailable(type(exc).__name__) from exc
-
     async def append(self, chat_key: str, *turns: Turn) -> None:
         if not turns:
             return
@@ -68,7 +46,6 @@ class RedisSessionStore(SessionStore):
                 pipe.rpush(key, *(t.model_dump_json() for t in turns))
                 pipe.ltrim(key, -self.max_turns, -1)
                 pipe.expire(key, self.ttl_s)
-                pipe.expire(self._key(chat_key, "state"), self.ttl_s)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise MemoryUnavailable(type(exc).__name__) from exc
@@ -89,6 +66,7 @@ class RedisSessionStore(SessionStore):
 
     async def forget(self, chat_key: str) -> None:
         try:
+            # "state" was written by versions before the database kept it: erase it too.
             await self._redis.delete(self._key(chat_key, "state"), self._key(chat_key, "history"))
         except (RedisError, OSError) as exc:
             raise MemoryUnavailable(type(exc).__name__) from exc

@@ -1,22 +1,44 @@
-"""Channel updates kept from arrival until handled: nothing lost on a crash, none twice."""
+"""Channel updates kept from arrival until handled: nothing lost on a crash, none twice.
+
+An update whose handling fails (its reply could not be delivered) is tried again later with
+growing pauses; after the last attempt it is marked failed and its payload (patient text)
+dropped, so one broken update is never replayed forever.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import true
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from bot.models import utcnow
 from bot.storage.repository import Storage
 from bot.storage.tables import ChannelUpdate
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how soon a failed update is tried again."""
+
+    attempts: int = 5
+    first_delay_s: float = 10.0
+    max_delay_s: float = 600.0
+
+    def delay_s(self, failures: int) -> float:
+        """The pause after the `failures`-th failure (doubling, capped)."""
+        return float(min(self.first_delay_s * 2 ** max(failures - 1, 0), self.max_delay_s))
+
+
 class UpdateInbox:
     """The updates of one channel, by the platform's update id."""
 
-    def __init__(self, storage: Storage, channel: str) -> None:
+    def __init__(self, storage: Storage, channel: str, policy: RetryPolicy | None = None) -> None:
         self.storage, self.channel = storage, channel
+        self.policy = policy or RetryPolicy()
 
     async def add(self, update_id: int, chat_id: str | None, payload: dict[str, Any]) -> bool:
         """Keep an update; False when it was seen before (a redelivery)."""
@@ -36,31 +58,78 @@ class UpdateInbox:
 
         return await self.storage.run(work)
 
+    def _row(self, s: Session, update_id: int) -> ChannelUpdate | None:
+        return s.exec(
+            select(ChannelUpdate).where(
+                ChannelUpdate.channel == self.channel, ChannelUpdate.update_id == update_id
+            )
+        ).first()
+
     async def finish(self, update_id: int, status: str = "done") -> None:
         """Mark an update handled and drop its payload (it holds patient text)."""
 
         def work(s: Session) -> None:
-            row = s.exec(
-                select(ChannelUpdate).where(
-                    ChannelUpdate.channel == self.channel, ChannelUpdate.update_id == update_id
-                )
-            ).first()
+            row = self._row(s, update_id)
             if row is not None:
                 row.status, row.payload, row.done_at = status, None, utcnow()
+                row.next_attempt_at = None
                 s.add(row)
                 s.commit()
 
         await self.storage.run(work)
 
-    async def unfinished(self) -> list[tuple[int, dict[str, Any]]]:
-        """Return updates received but not handled (a crash or restart), oldest first."""
+    async def failed(self, update_id: int) -> bool:
+        """Count a failed attempt; True when the update will be tried again, False when given up.
 
+        A given-up update is marked failed and its payload dropped.
+        """
+
+        def work(s: Session) -> bool:
+            row = self._row(s, update_id)
+            if row is None or row.status != "received":
+                return False
+            row.attempts += 1
+            if row.attempts >= self.policy.attempts:
+                row.status, row.payload, row.done_at = "failed", None, utcnow()
+                row.next_attempt_at = None
+            else:
+                delay = timedelta(seconds=self.policy.delay_s(row.attempts))
+                row.next_attempt_at = utcnow() + delay
+            s.add(row)
+            s.commit()
+            return row.status == "received"
+
+        return await self.storage.run(work)
+
+    async def due(
+        self, now: datetime | None = None, quiet_s: float = 0.0
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Updates to (re)try now, oldest first: kept but unfinished, past their retry time.
+
+        An update never tried is due once it has waited `quiet_s` (long enough that it is
+        not one still being handled).
+        """
+        now = now or utcnow()
+        return await self._received(
+            or_(
+                col(ChannelUpdate.next_attempt_at) <= now,
+                col(ChannelUpdate.next_attempt_at).is_(None)
+                & (col(ChannelUpdate.received_at) <= now - timedelta(seconds=quiet_s)),
+            )
+        )
+
+    async def unfinished(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every update received but not yet handled (a crash or restart), oldest first."""
+        return await self._received(true())
+
+    async def _received(self, condition: Any) -> list[tuple[int, dict[str, Any]]]:
         def work(s: Session) -> list[tuple[int, dict[str, Any]]]:
             rows = s.exec(
                 select(ChannelUpdate)
                 .where(
                     ChannelUpdate.channel == self.channel,
                     ChannelUpdate.status == "received",
+                    condition,
                 )
                 .order_by(col(ChannelUpdate.update_id))
             ).all()

@@ -5,18 +5,20 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from pydantic import ValidationError
+from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine, delete, select
 
 from bot.errors import StorageUnavailable
 from bot.memory.base import Turn
-from bot.models import IncomingMessage, Reply, TriageLevel, utcnow
+from bot.models import ChatState, IncomingMessage, Reply, TriageLevel, utcnow
 from bot.storage.tables import (
     AuditEvent,
     ChannelUpdate,
@@ -42,6 +44,10 @@ class StoredIncoming:
     consented: bool
     duplicate: bool
     previous_reply: str | None
+    state: ChatState = field(default_factory=ChatState)
+    last_message_id: int | None = None  # the conversation's newest message before this one
+    previous_delivered: bool = False  # the channel confirmed the previous reply reached them
+    previous_reply_id: int | None = None
 
 
 def make_engine(url: str, busy_timeout_s: float = 5.0) -> Engine:
@@ -87,9 +93,40 @@ class Storage:
         """Store an incoming message once; a repeat returns the first copy and its reply."""
         return await self.run(lambda s: _record_incoming(s, msg))
 
-    async def record_reply(self, stored: StoredIncoming, reply: Reply, meta: dict[str, Any]) -> int:
-        """Store the reply to a stored incoming message and mark that message answered."""
-        return await self.run(lambda s: _record_reply(s, stored, reply, meta))
+    async def record_reply(
+        self,
+        stored: StoredIncoming,
+        reply: Reply,
+        meta: dict[str, Any],
+        state: ChatState | None = None,
+    ) -> int:
+        """Store the reply (and the chat's state) in one transaction; mark the message answered."""
+        return await self.run(lambda s: _record_reply(s, stored, reply, meta, state))
+
+    async def save_state(self, conversation_id: int, state: ChatState) -> None:
+        """Write the chat's state (a turn that kept a message without a reply)."""
+
+        def work(s: Session) -> None:
+            conv = s.get(Conversation, conversation_id)
+            if conv is not None:
+                conv.state = state.kept()
+                s.add(conv)
+                s.commit()
+
+        await self.run(work)
+
+    async def mark_delivered(self, reply_id: int, channel_ids: list[int]) -> None:
+        """Record that a reply reached the patient (a replay must not send it again)."""
+
+        def work(s: Session) -> None:
+            row = s.get(Message, reply_id)
+            if row is not None:
+                row.status = "delivered"
+                row.meta = {**row.meta, "delivered_ids": channel_ids}
+                s.add(row)
+                s.commit()
+
+        await self.run(work)
 
     async def record_consent(self, patient_id: int) -> None:
         """Remember that the patient accepted the consent terms."""
@@ -116,25 +153,35 @@ class Storage:
 
         return await self.run(work)
 
-    async def recent_turns(self, conversation_id: int, limit: int) -> list[Turn]:
-        """Return the last `limit` messages of a conversation, oldest first."""
+    async def recent_turns(
+        self,
+        conversation_id: int,
+        limit: int,
+        before_id: int | None = None,
+        window_s: float | None = None,
+    ) -> list[Turn]:
+        """The last `limit` messages of a conversation before `before_id`, oldest first.
+
+        With `window_s`, a silence longer than that ends the memory: only the messages after
+        the last such gap are returned (what session memory with that TTL would still hold).
+        """
 
         def work(s: Session) -> list[Turn]:
-            rows = s.exec(
-                select(Message)
-                .where(Message.conversation_id == conversation_id)
-                .order_by(col(Message.id).desc())
-                .limit(limit)
-            ).all()
-            return [
-                Turn(
-                    role="patient" if m.direction == "in" else "bot",
-                    text=m.text,
-                    at=m.created_at,
-                    asked=_asked_in(m.meta),
-                )
-                for m in reversed(rows)
-            ]
+            query = select(Message).where(Message.conversation_id == conversation_id)
+            if before_id is not None:
+                query = query.where(col(Message.id) < before_id)
+            rows = list(s.exec(query.order_by(col(Message.id).desc()).limit(limit)).all())
+            kept: list[Message] = []
+            newer = utcnow()
+            for m in rows:  # newest first
+                if (
+                    window_s is not None
+                    and (newer - _aware(m.created_at)).total_seconds() > window_s
+                ):
+                    break
+                kept.append(m)
+                newer = _aware(m.created_at)
+            return [_turn(m) for m in reversed(kept)]
 
         return await self.run(work)
 
@@ -239,7 +286,13 @@ def _record_incoming(s: Session, msg: IncomingMessage) -> StoredIncoming:
                     patient.consent_at is not None,
                     True,
                     reply.text if reply else None,
+                    state=_chat_state(s, patient, conv),
+                    previous_delivered=reply is not None and reply.status == "delivered",
+                    previous_reply_id=reply.id if reply else None,
                 )
+            last_id = s.exec(
+                select(func.max(Message.id)).where(Message.conversation_id == conv.id)
+            ).one()
             row = Message(
                 conversation_id=conv.id,
                 direction="in",
@@ -261,6 +314,8 @@ def _record_incoming(s: Session, msg: IncomingMessage) -> StoredIncoming:
                 patient.consent_at is not None,
                 False,
                 None,
+                state=_chat_state(s, patient, conv),
+                last_message_id=last_id,
             )
         except IntegrityError:
             # Another worker stored the same patient, chat or message first: read theirs.
@@ -270,7 +325,48 @@ def _record_incoming(s: Session, msg: IncomingMessage) -> StoredIncoming:
     raise AssertionError("unreachable")
 
 
-def _record_reply(s: Session, stored: StoredIncoming, reply: Reply, meta: dict[str, Any]) -> int:
+def _chat_state(s: Session, patient: Patient, conv: Conversation) -> ChatState:
+    """The chat's record: the conversation row's state, its active case, the patient's consent."""
+    try:
+        state = ChatState.model_validate(conv.state or {})
+    except ValidationError:
+        # A state written by an incompatible version starts over rather than failing the chat.
+        logger.warning("conversation %s: unreadable state; starting afresh", conv.id)
+        state = ChatState()
+    case = s.exec(
+        select(Escalation.id, Escalation.status)
+        .where(
+            Escalation.conversation_id == conv.id,
+            col(Escalation.status).in_(["open", "claimed"]),
+        )
+        .order_by(col(Escalation.id).desc())
+    ).first()
+    if case is not None:
+        state.escalation_id = case[0]
+        state.mode = "with_doctor" if case[1] == "claimed" else "waiting_for_doctor"
+    state.consent = patient.consent_at is not None
+    state.language = state.language or patient.language
+    return state
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite returns naive UTC
+
+
+def _turn(m: Message) -> Turn:
+    role = "patient" if m.direction == "in" else "doctor" if m.kind == "doctor" else "bot"
+    return Turn(
+        role=role,
+        text=m.text,
+        at=_aware(m.created_at),
+        asked=_asked_in(m.meta),
+        message_id=m.id,
+    )
+
+
+def _record_reply(
+    s: Session, stored: StoredIncoming, reply: Reply, meta: dict[str, Any], state: ChatState | None
+) -> int:
     row = Message(
         conversation_id=stored.conversation_id,
         direction="out",
@@ -288,6 +384,10 @@ def _record_reply(s: Session, stored: StoredIncoming, reply: Reply, meta: dict[s
         incoming.status = "answered"
         incoming.triage_level = reply.level.value if reply.level else None
         s.add(incoming)
+    conv = s.get(Conversation, stored.conversation_id) if state is not None else None
+    if conv is not None and state is not None:
+        conv.state = state.kept()
+        s.add(conv)
     s.commit()
     assert row.id is not None
     return row.id

@@ -42,6 +42,11 @@ class Conversation(SQLModel, table=True):
     chat_id: str = Field(max_length=128)
     started_at: datetime = _ts(nullable=False)
     last_message_at: datetime = _ts(nullable=False)
+    state: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="The chat's record between messages (bot.models.ChatState.kept()).",
+    )
 
 
 class Message(SQLModel, table=True):
@@ -142,10 +147,16 @@ class ChannelUpdate(SQLModel, table=True):
     channel: str = Field(max_length=32)
     update_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     chat_id: str | None = Field(default=None, max_length=128, index=True)
-    status: str = Field(default="received", max_length=16, description="received|done|failed")
+    status: str = Field(
+        default="received", max_length=16, description="received|done|failed|undeliverable"
+    )
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     received_at: datetime = _ts(nullable=False)
     done_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    attempts: int = Field(default=0, description="Times handling failed so far.")
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), index=True)
+    )
 
 
 class StaffSession(SQLModel, table=True):

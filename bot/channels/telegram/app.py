@@ -7,20 +7,23 @@ the secret token.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
-from typing import Any
 from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
-from telegram.ext import Application, ContextTypes, ExtBot, TypeHandler
+from telegram.ext import AIORateLimiter, Application, ContextTypes, ExtBot, TypeHandler
+from telegram.request import HTTPXRequest
 
 from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.delivery import Sender
 from bot.channels.telegram.doctors import DoctorsDesk
+from bot.channels.telegram.requests import TolerantUpdatesRequest
 from bot.config import Settings
 from bot.runtime import Runtime
-from bot.storage.inbox import UpdateInbox
+from bot.storage.inbox import RetryPolicy, UpdateInbox
 
 logger = logging.getLogger(__name__)
 # The updates CareBot acts on; Telegram sends nothing else.
@@ -58,39 +61,23 @@ for _name in ("telegram.Bot", "telegram.ext.ExtBot", "telegram.ext._utils.webhoo
     logging.getLogger(_name).addFilter(_PatientTextFilter())
 
 
-class CareBotAPI(ExtBot[None]):
-    """The Bot API client, tolerant of an update it cannot parse.
-
-    PTB fails the whole getUpdates batch on one malformed update and asks again from the
-    same offset, forever. Here such an update is replaced by an empty one with its id, so
-    polling moves on; the channel answers it if a chat can be found in it.
-    """
-
-    async def _post(self, endpoint: str, data: Any = None, *args: Any, **kwargs: Any) -> Any:
-        result = await super()._post(endpoint, data, *args, **kwargs)
-        if endpoint != "getUpdates" or not isinstance(result, list):
-            return result
-        return [self._readable(raw) for raw in result]
-
-    def _readable(self, raw: Any) -> Any:
-        try:
-            Update.de_json(raw, self)
-            return raw
-        except Exception as exc:
-            update_id = raw.get("update_id", -1) if isinstance(raw, dict) else -1
-            logger.warning(
-                "unreadable telegram update %s skipped: %s", update_id, type(exc).__name__
-            )
-            return {"update_id": update_id}
-
-
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
-    """Return the Application (not started) for the configured token and API server."""
+    """Return the Application (not started) for the configured token and API server.
+
+    Flood control is PTB's own AIORateLimiter (Telegram's limits per second overall and per
+    minute in the doctors' group; a 429 is waited out and retried); getUpdates goes through
+    TolerantUpdatesRequest; replies to many chats at once share a pool of connections.
+    """
     base = (settings.telegram_api_base_url or "https://api.telegram.org").rstrip("/")
-    bot = CareBotAPI(
+    bot = ExtBot(
         token=settings.telegram_bot_token or "",
         base_url=f"{base}/bot",
         base_file_url=f"{base}/file/bot",
+        request=HTTPXRequest(connection_pool_size=64),
+        get_updates_request=TolerantUpdatesRequest(connection_pool_size=1, read_timeout=15),
+        rate_limiter=AIORateLimiter(
+            group_max_rate=settings.telegram_group_messages_per_minute, max_retries=3
+        ),
     )
     return Application.builder().bot(bot).build()
 
@@ -121,8 +108,11 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
         await Sender(application.bot, int(chat_id)).send(text)
 
     runtime.cases.patients.register("telegram", to_patient)
+    policy = RetryPolicy(
+        attempts=settings.telegram_retry_attempts, first_delay_s=settings.telegram_retry_first_s
+    )
     channel = TelegramChannel(
-        runtime.engine, UpdateInbox(runtime.storage, "telegram"), settings, desk
+        runtime.engine, UpdateInbox(runtime.storage, "telegram", policy), settings, desk
     )
     application.bot_data["channel"] = channel
 
@@ -140,6 +130,7 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
     replayed = await channel.replay(application.bot)
     if replayed:
         logger.info("replaying %d telegram updates not finished before the restart", replayed)
+    sweeps = asyncio.create_task(channel.run_sweeps(application.bot), name="telegram-sweeps")
     assert application.updater is not None
     if settings.telegram_webhook_url:
         host, _, port = settings.telegram_webhook_listen.rpartition(":")
@@ -159,6 +150,9 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
 
     async def stop() -> None:
         assert application.updater is not None
+        sweeps.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeps
         await application.updater.stop()
         # Finish what is under way (a reply cut off now would be sent again after the
         # restart); what is left after the grace period is replayed from the inbox.

@@ -1,15 +1,19 @@
 """Telegram updates to engine calls: thin handlers, kept once in the inbox, ordered per chat.
 
 Receiving is sequential (the order Telegram gave); each update is written to the inbox and
-queued on its chat; the chat's queue calls the engine and delivers the reply, then marks
-the update done. A restart replays updates not marked done; a redelivered update is
-recognised by its id and skipped.
+queued on its chat; the chat's queue calls the engine and delivers the reply, records that it
+arrived, then marks the update done. An update that fails is retried by a sweep with growing
+pauses (and replayed after a restart), then given up; a redelivered update is recognised by
+its id and skipped, and a reply recorded as delivered is never sent again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from datetime import datetime
 from typing import Any
 
 from telegram import (
@@ -22,11 +26,12 @@ from telegram import (
 )
 from telegram.error import BadRequest, Forbidden
 
-from bot.channels.telegram.delivery import DeliveryFailed, Sender, StreamedReply, with_retries
+from bot.channels.telegram.delivery import Sender, StreamedReply, with_retries
 from bot.channels.telegram.doctors import DoctorsDesk
 from bot.chat_queues import ChatQueues
 from bot.config import Settings
 from bot.engine import ConversationEngine
+from bot.errors import StorageUnavailable
 from bot.models import IncomingMessage, Reply, TriageLevel
 from bot.rate_limit import ChatRateLimit
 from bot.replies import detect_language
@@ -98,6 +103,8 @@ class TelegramChannel:
     ) -> None:
         self.engine, self.inbox, self.settings, self.desk = engine, inbox, settings, desk
         self.queues = ChatQueues()
+        self._under_way: set[int] = set()  # update ids queued or being handled here
+        self._tasks: set[asyncio.Task[None]] = set()
         self.limit = ChatRateLimit(
             settings.telegram_rate_limit_messages, settings.telegram_rate_limit_window_s
         )
@@ -118,7 +125,14 @@ class TelegramChannel:
         doctors = chat is not None and chat.id == self.settings.doctors_chat_id
         if chat is None or (chat.type != "private" and not doctors):
             return  # other groups are ignored
-        if not await self.inbox.add(update.update_id, str(chat.id), update.to_dict()):
+        try:
+            added = await self.inbox.add(update.update_id, str(chat.id), update.to_dict())
+        except StorageUnavailable:
+            # Telegram has already moved past this update: answer it now from the rules, or
+            # it is lost without a word (an emergency still gets its instruction).
+            await self._answer_unsaved(update, bot)
+            return
+        if not added:
             logger.info("update %s seen before; skipped", update.update_id)
             return
         throttle = "ok"
@@ -128,25 +142,74 @@ class TelegramChannel:
 
     async def replay(self, bot: Bot) -> int:
         """Queue the updates a previous run kept but did not finish; return how many."""
-        pending = await self.inbox.unfinished()
-        for _, payload in pending:
-            update = Update.de_json(payload, bot)
-            if update.effective_chat is not None:
-                self._queue(update, bot, "ok")
-        return len(pending)
+        return self._requeue(await self.inbox.unfinished(), bot)
+
+    async def sweep(self, bot: Bot, now: datetime | None = None) -> int:
+        """Queue kept updates that are due for another try (and not under way); how many."""
+        due = await self.inbox.due(now, quiet_s=self.settings.telegram_retry_first_s)
+        return self._requeue(due, bot)
+
+    async def run_sweeps(self, bot: Bot) -> None:
+        """Retry unfinished updates while the process runs, until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.telegram_retry_first_s)
+            try:
+                swept = await self.sweep(bot)
+            except StorageUnavailable as exc:
+                logger.warning("telegram inbox sweep skipped: %s", exc)
+                continue
+            if swept:
+                logger.info("telegram: retrying %d unfinished updates", swept)
+
+    def _requeue(self, pending: list[tuple[int, dict[str, Any]]], bot: Bot) -> int:
+        queued = 0
+        for update_id, payload in pending:
+            if update_id in self._under_way:
+                continue
+            try:
+                update = Update.de_json(payload, bot)
+            except Exception:  # a payload this version cannot read: give it up, not crash
+                update = None
+            if update is None or update.effective_chat is None:
+                self._background(self.inbox.finish(update_id, "failed"))
+                continue
+            self._queue(update, bot, "ok")
+            queued += 1
+        return queued
 
     def _queue(self, update: Update, bot: Bot, throttle: str) -> None:
         assert update.effective_chat is not None
+        self._under_way.add(update.update_id)
 
         async def job() -> None:
-            await self.process(update, bot, throttle)
+            try:
+                await self.process(update, bot, throttle)
+            finally:
+                self._under_way.discard(update.update_id)
 
         self.queues.submit(str(update.effective_chat.id), job)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_unsaved(self, update: Update, bot: Bot) -> None:
+        """Answer a private message that could not be stored, from the rules alone."""
+        message = update.message
+        if message is None or message.chat.type != "private":
+            return
+        msg = self._incoming(message, message.text or message.caption or "")
+        reply = await self.engine.unsaved(msg)
+        try:
+            await Sender(bot, message.chat_id, reply_to=message.message_id).send(reply.text)
+        except Exception as exc:  # nothing is stored to retry from: log and carry on
+            logger.error("update %s: unsaved reply not delivered (%s)", update.update_id, exc)
 
     # --- processing (per chat, in order) ----------------------------------------------------
 
     async def process(self, update: Update, bot: Bot, throttle: str = "ok") -> None:
-        """Answer one update and mark it done; a failed delivery stays for the next start."""
+        """Answer one update and mark it done; a failure is retried later, then given up."""
         try:
             chat = update.effective_chat
             if self.desk is not None and chat is not None and chat.id == self.desk.chat_id:
@@ -162,13 +225,32 @@ class TelegramChannel:
                 await self._message(update.message, bot, throttle)
         except Forbidden:
             logger.info("update %s: the patient blocked the bot", update.update_id)
-            await self.inbox.finish(update.update_id, "undeliverable")
+            await self._settle(update.update_id, "undeliverable")
             return
-        except (DeliveryFailed, BadRequest) as exc:
-            # Kept as received: the next start replays it (the engine returns the stored reply).
-            logger.error("update %s: reply not delivered (%s)", update.update_id, exc)
+        except Exception as exc:
+            # Kept as received: the sweep tries it again (the engine returns the stored reply,
+            # which is sent only if it never arrived), then gives it up.
+            again = await self._retry(update.update_id)
+            logger.error(
+                "update %s: not handled (%s); %s",
+                update.update_id,
+                type(exc).__name__,
+                "will retry" if again else "given up",
+            )
             return
-        await self.inbox.finish(update.update_id)
+        await self._settle(update.update_id, "done")
+
+    async def _settle(self, update_id: int, status: str) -> None:
+        try:
+            await self.inbox.finish(update_id, status)
+        except StorageUnavailable:  # stays received: the sweep replays it (no reply twice)
+            logger.warning("update %s: could not be marked %s", update_id, status)
+
+    async def _retry(self, update_id: int) -> bool:
+        try:
+            return await self.inbox.failed(update_id)
+        except StorageUnavailable:
+            return True
 
     def _incoming(self, message: Message, text: str, **extra: Any) -> IncomingMessage:
         user = message.from_user
@@ -204,7 +286,9 @@ class TelegramChannel:
         streamed = StreamedReply(sender, self.settings.telegram_edit_interval_s)
         async with sender.typing():
             reply = await self.engine.handle(msg, on_delta=streamed.on_delta)
-        await streamed.finish(reply.text, self._markup(reply))
+        if reply.kind != "delivered":
+            sent = await streamed.finish(reply.text, self._markup(reply))
+            await self.engine.delivered(reply, sent)
 
     async def _edited(self, message: Message, bot: Bot) -> None:
         """An edit is answered only when it adds red flags (it is re-triaged then)."""
@@ -298,5 +382,8 @@ class TelegramChannel:
     async def _send(
         self, sender: Sender, reply: Reply | None, markup: InlineKeyboardMarkup | None = None
     ) -> None:
-        if reply is not None:
-            await sender.send(reply.text, markup or self._markup(reply))
+        """Send a reply unless it already arrived (a replay), and record that it did."""
+        if reply is None or reply.kind == "delivered":
+            return
+        sent = await sender.send(reply.text, markup or self._markup(reply))
+        await self.engine.delivered(reply, [m.message_id for m in sent])

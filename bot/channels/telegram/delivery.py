@@ -1,7 +1,8 @@
 """Getting replies to the patient: retries, HTML with a plain fallback, typing, streaming.
 
-Telegram answers 429 with `retry_after` when a bot sends too fast, and networks fail; both
-are retried with backoff. A 429 means nothing was sent, so retrying cannot duplicate.
+Flood control (Telegram's 429 with `retry_after`) is python-telegram-bot's AIORateLimiter on
+the bot (bot.channels.telegram.app); here network errors are retried with backoff. A request
+that still fails leaves its update to the inbox's retries.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -31,19 +31,12 @@ class DeliveryFailed(Exception):
 async def with_retries(
     call: Callable[[], Awaitable[T]], attempts: int = 6, base_delay_s: float = 0.5
 ) -> T:
-    """Run a Bot API call, waiting out 429s and retrying network errors with backoff."""
+    """Run a Bot API call, retrying network errors with backoff."""
     for attempt in range(attempts):
         try:
             return await call()
-        except RetryAfter as exc:
-            with warnings.catch_warnings():  # PTB 22 warns that the type will change
-                warnings.simplefilter("ignore")
-                delay = exc.retry_after
-            wait = delay.total_seconds() if hasattr(delay, "total_seconds") else float(delay)
-            logger.warning("telegram asked to slow down: retry after %.1f s", wait)
-            await asyncio.sleep(wait + 0.05)
-        except (BadRequest, Forbidden):
-            raise  # the request itself is wrong, or the patient blocked the bot
+        except (BadRequest, Forbidden, RetryAfter):
+            raise  # the request is wrong, the patient blocked the bot, or flood control gave up
         except NetworkError as exc:
             if attempt == attempts - 1:
                 raise DeliveryFailed(type(exc).__name__) from exc
@@ -176,13 +169,18 @@ class StreamedReply:
         except Exception as exc:  # a draft that fails to show is not worth failing the reply
             logger.warning("streaming edit failed: %s", type(exc).__name__)
 
-    async def finish(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        """Show the final reply: edit the draft into its first part, send the rest."""
+    async def finish(self, text: str, markup: InlineKeyboardMarkup | None = None) -> list[int]:
+        """Show the final reply: edit the draft into its first part, send the rest.
+
+        Returns the Telegram ids of the messages that now show the reply.
+        """
         parts = split_message(text)
         if self.message is None or not parts:
-            await self.sender.send(text, markup)
-            return
+            return [m.message_id for m in await self.sender.send(text, markup)]
         await self.sender.edit(self.message, parts[0], markup if len(parts) == 1 else None)
+        shown = [self.message.message_id]
         for i, part in enumerate(parts[1:], start=1):
             last = i == len(parts) - 1
-            await self.sender.send_part(part, markup if last else None, first=False)
+            sent = await self.sender.send_part(part, markup if last else None, first=False)
+            shown.append(sent.message_id)
+        return shown

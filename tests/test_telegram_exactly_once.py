@@ -1,0 +1,93 @@
+"""Telegram exactly-once where it matters: a restart, a locked database and replies Telegram
+refuses, against the Bot API test server with the real engine and database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from bot.storage.tables import ChannelUpdate, Message
+from tests.bot_api import BotAPIServer, private_message
+from tests.fakes import locked_database
+from tests.test_telegram import Start, api, replies, rows, settle, start  # noqa: F401
+
+CHEST = "crushing chest pain and sweating for 20 minutes"
+FEVER = "I have had a mild fever since yesterday, what can I do?"
+FULL_INSTRUCTION = "Do not wait for more messages from me"
+
+
+async def test_a_restart_after_an_emergency_gives_its_instruction_once(
+    start: Start,  # noqa: F811
+    api: BotAPIServer,  # noqa: F811
+) -> None:
+    rt = await start()
+    first = private_message(1, 93, text=CHEST)
+    update_id = api.send_update(first)
+    texts = await replies(api, 93, 1)
+    assert FULL_INSTRUCTION in texts[0]
+    # As after kill -9 between delivering the reply and marking the update done.
+    with Session(rt.storage.engine) as s:
+        row = s.exec(select(ChannelUpdate).where(ChannelUpdate.update_id == update_id)).one()
+        row.status, row.payload = "received", {"update_id": update_id, "message": first}
+        s.add(row)
+        s.commit()
+    await rt.aclose()
+    api.send_update(private_message(2, 93, text=FEVER))  # written while CareBot is down
+
+    await start()  # fresh session memory, same database
+    texts = await replies(api, 93, 2)
+    await settle(api)
+    texts = api.texts(93)
+    assert len(texts) == 2, "|".join(t[:30] for t in texts)
+    assert sum(FULL_INSTRUCTION in t for t in texts) == 1
+    assert "Reminder" in texts[1]
+
+
+async def test_a_message_the_database_cannot_take_is_still_answered_from_the_rules(
+    start: Start,  # noqa: F811
+    api: BotAPIServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    rt = await start()
+    with locked_database(rt.storage, tmp_path / "data" / "carebot.db"):
+        api.send_update(private_message(1, 94, text=CHEST))
+        texts = await replies(api, 94, 1)
+        assert "Call 112" in texts[0] and "could not save this message" in texts[0]
+        api.send_update(private_message(2, 94, text=FEVER))
+        texts = await replies(api, 94, 2)
+        assert "could not save your message" in texts[1] and "send it again" in texts[1]
+    api.send_update(private_message(3, 94, text="/help"))  # stored again once unlocked
+    texts = await replies(api, 94, 3)
+    await settle(api)
+    assert len(api.texts(94)) == 3
+    assert [u.update_id for u in rows(rt, ChannelUpdate) if u.chat_id == "94"] != []
+
+
+async def test_a_refused_reply_is_retried_while_running_then_given_up(
+    start: Start,  # noqa: F811
+    api: BotAPIServer,  # noqa: F811
+) -> None:
+    rt = await start(telegram_retry_first_s=0.3, telegram_retry_attempts=3)
+    refused = {"error_code": 400, "description": "Bad Request: chat not found"}
+    api.fail_next("sendMessage", **refused)  # type: ignore[arg-type]
+    once = api.send_update(private_message(1, 95, text="/help"))
+    texts = await replies(api, 95, 1, timeout_s=10)  # a retry delivered it, no restart
+    assert "/doctor" in texts[0]
+
+    api.fail_next("sendMessage", times=3, **refused)  # type: ignore[arg-type]
+    never = api.send_update(private_message(2, 95, text="/privacy"))
+    assert await api.await_for(
+        lambda: any(u.update_id == never and u.status == "failed" for u in rows(rt, ChannelUpdate)),
+        10,
+    )
+    api.send_update(private_message(3, 95, text="/help"))
+    texts = await replies(api, 95, 2)
+    await settle(api)
+    assert len(api.texts(95)) == 2  # the given-up reply is not sent later by surprise
+    by_id = {u.update_id: u for u in rows(rt, ChannelUpdate)}
+    assert by_id[once].status == "done" and by_id[once].attempts == 1
+    assert by_id[never].payload is None and by_id[never].attempts == 3  # patient text dropped
+    delivered = [m for m in rows(rt, Message) if m.direction == "out" and m.status == "delivered"]
+    assert len(delivered) == 2 and all(m.meta.get("delivered_ids") for m in delivered)
