@@ -19,21 +19,29 @@ Job = Callable[[], Awaitable[None]]
 class ChatQueues:
     """A FIFO of jobs per chat, each drained by its own task while it has work."""
 
-    def __init__(self, max_active_chats: int = 256) -> None:
+    def __init__(self, max_active_chats: int = 256, max_per_chat: int = 100) -> None:
+        self.max_per_chat = max_per_chat
         self._queues: dict[str, deque[Job]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Bounds memory and LLM load when thousands of chats write at once.
         self._active = asyncio.Semaphore(max_active_chats)
 
-    def submit(self, chat: str, job: Job) -> None:
-        """Queue a job behind the chat's earlier jobs (returns at once)."""
+    def submit(self, chat: str, job: Job) -> bool:
+        """Queue a job behind the chat's earlier jobs (returns at once).
+
+        False when the chat already has `max_per_chat` jobs waiting: one flooding chat cannot
+        grow memory without bound (the caller keeps the work elsewhere, e.g. the inbox).
+        """
         queue = self._queues.get(chat)
+        if queue is not None and len(queue) >= self.max_per_chat:
+            return False
         if queue is None:
             queue = self._queues[chat] = deque()
             task = asyncio.create_task(self._drain(chat, queue), name=f"chat-{chat}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         queue.append(job)
+        return True
 
     async def _drain(self, chat: str, queue: deque[Job]) -> None:
         async with self._active:

@@ -8,7 +8,7 @@ from langchain_core.messages import HumanMessage
 
 from bot.config import Settings
 from bot.errors import CareBotError
-from bot.runtime import build_runtime
+from bot.runtime import Runtime, build_runtime
 from bot.workers import RETRIEVAL
 
 
@@ -37,6 +37,32 @@ async def run_checks(settings: Settings, say: Callable[[str], None]) -> bool:
             except CareBotError as exc:
                 ok = False
                 say(f"FAIL {name}: {exc}")
+        ok = await _check_doctors_group(runtime, say) and ok
     finally:
         await runtime.aclose()
     return ok
+
+
+async def _check_doctors_group(runtime: Runtime, say: Callable[[str], None]) -> bool:
+    """Can the bot reach the doctors' group, and did every open case's alert go out?"""
+    settings = runtime.settings
+    if settings.doctors_chat_id is None or not settings.telegram_bot_token:
+        say("--   doctors' group: not configured (cases reach the dashboard only)")
+        return True
+    from telegram.error import TelegramError
+
+    from bot.channels.telegram.app import build_application
+
+    bot = build_application(settings).bot
+    try:
+        async with bot:
+            await bot.get_chat(settings.doctors_chat_id)
+    except TelegramError as exc:
+        say(f"FAIL doctors' group: the bot cannot reach it ({type(exc).__name__}: {exc.message})")
+        return False
+    status = await runtime.cases.alert_status(True)
+    if status != "ok":
+        say(f"FAIL doctors' group: {status}")
+        return False
+    say("ok   doctors' group")
+    return True

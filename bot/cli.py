@@ -43,6 +43,10 @@ def _settings() -> Settings:
     )
     # Alembic announces each of its plugins at INFO on import: noise in every command's output.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # httpx and httpcore log every request URL, and a Bot API URL holds the bot token: only
+    # their warnings and errors (which name no URL) are kept, whatever the level above.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return settings
 
 

@@ -5,6 +5,7 @@ re-alert and expiry, double claims, summaries.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -256,3 +257,106 @@ async def test_operator_opens_a_case_from_the_command_line(
     assert case.opened_by == "operator" and case.reasons == ["asked by phone"]
     listed = await asyncio.to_thread(runner.invoke, app, ["cases", "list"])
     assert f"#{case.id}" in listed.output and "asked by phone" in listed.output
+
+
+def _private_from_bot(api: BotAPIServer, chat: int, contains: str) -> dict[str, Any]:
+    """The bot's newest message in a private chat containing `contains`, as a reply target."""
+    key = max(k for k, m in api.messages.items() if k[0] == chat and contains in m["text"])
+    record = api.messages[key]
+    return {
+        "message_id": key[1],
+        "date": record["date"],
+        "chat": {"id": chat, "type": "private", "first_name": "Ada"},
+        "from": BOT,
+        "text": record["text"],
+    }
+
+
+async def test_a_doctor_holding_two_cases_always_says_which(
+    api: BotAPIServer, make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    rt = await start(api, make_runtime, tmp_path)
+    first, second = PATIENT, PATIENT + 1
+    for n, chat in enumerate((first, second)):
+        api.send_update(private_message(10 + n, chat, text="crushing chest pain and sweating"))
+    await wait(api, lambda: len(cases(rt)) == 2 and all(c.alert_message_id for c in cases(rt)), "")
+    ids = {int(c.conversation_id): int(c.id or 0) for c in cases(rt)}
+    for case in cases(rt):
+        alert = as_message(api, int(case.alert_message_id or 0))
+        api.send_callback(DR_ADA, f"claim:{case.id}", message=alert)
+    await wait(api, lambda: all(c.status == "claimed" for c in cases(rt)), "both claims")
+    for chat in (first, second):
+        await wait(api, lambda c=chat: any("has joined" in t for t in api.texts(c)), "joined")
+    case_of = {c.id: c for c in cases(rt)}
+    first_case = min(case_of)  # the first patient's conversation was stored first
+    second_case = max(case_of)
+    assert sorted(ids.values()) == [first_case, second_case]
+
+    # A message naming no case is not guessed at.
+    sent_before = len(api.texts(first)) + len(api.texts(second))
+    api.send_update(private_message(20, DR_ADA, first_name="Ada", text="Sit down please."))
+    await wait(api, lambda: any("You hold cases" in t for t in api.texts(DR_ADA)), "the question")
+    assert len(api.texts(first)) + len(api.texts(second)) == sent_before
+
+    # Replying to a patient's relayed message answers that patient.
+    api.send_update(private_message(21, second, text="my left arm hurts too"))
+    await wait(api, lambda: any(f"case #{second_case})" in t for t in api.texts(DR_ADA)), "relay")
+    relay = _private_from_bot(api, DR_ADA, f"case #{second_case})")
+    api.send_update(
+        private_message(
+            22,
+            DR_ADA,
+            first_name="Ada",
+            text="Chew an aspirin if you have one.",
+            reply_to_message=relay,
+        )
+    )
+    await wait(api, lambda: any("Chew an aspirin" in t for t in api.texts(second)), "to second")
+    assert not any("Chew an aspirin" in t for t in api.texts(first))
+    await wait(api, lambda: f"→ case #{second_case}" in api.texts(DR_ADA), "the confirmation")
+
+    # /case N picks a case explicitly, for a message or for /close.
+    api.send_update(
+        private_message(23, DR_ADA, first_name="Ada", text=f"/case {first_case} Unlock the door.")
+    )
+    await wait(api, lambda: any("Unlock the door" in t for t in api.texts(first)), "to first")
+    api.send_update(
+        private_message(24, DR_ADA, first_name="Ada", text=f"/case {first_case} /close seen")
+    )
+    await wait(api, lambda: case_of_status(rt, first_case) == "resolved", "first closed")
+    # One case left: a plain message goes to it.
+    api.send_update(private_message(25, DR_ADA, first_name="Ada", text="Help is coming."))
+    await wait(api, lambda: any("Help is coming" in t for t in api.texts(second)), "to second")
+    assert not any("Help is coming" in t for t in api.texts(first))
+
+
+def case_of_status(rt: Runtime, case_id: int) -> str:
+    return next(c.status for c in cases(rt) if c.id == case_id)
+
+
+async def test_a_doctors_group_that_refuses_alerts_is_reported_retried_and_told(
+    api: BotAPIServer, make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    rt = await start(api, make_runtime, tmp_path)
+    rt.cases.options = dataclasses.replace(rt.cases.options, alert_retry_s=0.2, tick_s=0.2)
+    api.block(DOCTORS)  # the bot was removed from the group
+    api.send_update(private_message(1, PATIENT, text="crushing chest pain and sweating"))
+    await wait(api, lambda: any("could not reach our doctors" in t for t in api.texts(PATIENT)), "")
+    texts = api.texts(PATIENT)
+    assert "Call 112 now" in texts[0]
+    assert not any("I have alerted" in t for t in texts)  # nothing claims what did not happen
+    (case,) = cases(rt)
+    assert case.alert_error == "Forbidden" and case.alert_message_id is None
+    assert (await rt.cases.alert_status(True)).startswith("failing: 1 open cases")
+
+    api.unblock(DOCTORS)  # the group is fixed: the sweep gets the alert out
+    await wait(api, lambda: cases(rt)[0].alert_message_id is not None, "the retried alert", 15)
+    assert any("EMERGENCY" in t for t in api.texts(DOCTORS))
+    assert await rt.cases.alert_status(True) == "ok"
+    told = [t for t in api.texts(PATIENT) if "could not reach our doctors" in t]
+    assert len(told) == 1  # told once, however many retries it took
+    with Session(rt.storage.engine) as s:
+        failures = s.exec(
+            select(AuditEvent).where(AuditEvent.action == "escalation.alert_failed")
+        ).all()
+    assert failures and failures[0].details["reason"] == "Forbidden"

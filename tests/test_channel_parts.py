@@ -9,6 +9,8 @@ import pytest
 from bot.channels.telegram.channel import command_of
 from bot.channels.telegram.formatting import split_message, to_html, utf16_len
 from bot.chat_queues import ChatQueues, Job
+from bot.memory.base import Turn
+from bot.memory.inmemory import SWEEP_EVERY, InMemorySessionStore
 from bot.rate_limit import ChatRateLimit
 from tests.bot_api import visible_text
 
@@ -97,3 +99,45 @@ async def test_chat_queues_keep_order_per_chat_and_run_chats_concurrently() -> N
     assert await queues.join(timeout_s=5)
     assert done == ["b1", "a1", "a3"]
     assert queues.pending() == 0
+
+
+async def test_a_flooding_chat_cannot_grow_its_queue_without_bound() -> None:
+    queues = ChatQueues(max_per_chat=3)
+    gate = asyncio.Event()
+    ran: list[int] = []
+
+    def job(n: int) -> Job:
+        async def run() -> None:
+            await gate.wait()
+            ran.append(n)
+
+        return run
+
+    await asyncio.sleep(0)
+    accepted = [queues.submit("flood", job(n)) for n in range(6)]
+    assert accepted == [True, True, True, False, False, False]
+    assert queues.submit("calm", job(99))  # other chats are unaffected
+    gate.set()
+    assert await queues.join(timeout_s=5)
+    assert sorted(ran) == [0, 1, 2, 99]
+
+
+def test_rate_limit_forgets_quiet_chats() -> None:
+    now = [0.0]
+    limit = ChatRateLimit(3, 10.0, clock=lambda: now[0])
+    for n in range(1000):
+        limit.check(f"chat-{n}")
+    now[0] = 11.0
+    limit.prune()
+    limit.check("new")
+    assert list(limit._seen) == ["new"] and limit._told == {}
+
+
+async def test_the_embedded_memory_drops_chats_that_never_come_back() -> None:
+    now = [0.0]
+    store = InMemorySessionStore(ttl_s=60, max_turns=5, clock=lambda: now[0])
+    for n in range(SWEEP_EVERY - 1):
+        await store.append(f"once-{n}", Turn(role="patient", text="hi"))
+    now[0] = 61.0  # every one of them expired, and none is read again
+    await store.append("still-here", Turn(role="patient", text="hi"))
+    assert len(store) == 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bot_api import BotAPIServer
 from tests.servers import free_port
 
 CAREBOT = [sys.executable, "-m", "bot.cli"]
@@ -122,20 +123,29 @@ def test_check_reports_each_component(tmp_path: Path) -> None:
 
 
 def test_check_names_what_fails(tmp_path: Path) -> None:
-    out = run(
-        ["check"],
-        b"",
-        tmp_path,
-        CAREBOT_LLM_BACKEND="openai",
-        CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
-        CAREBOT_LLM_MAX_RETRIES="0",
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-        CHROMA_URL=f"http://127.0.0.1:{free_port()}",
-    )
+    api = BotAPIServer()  # a Bot API that has never heard of the doctors' group
+    try:
+        out = run(
+            ["check"],
+            b"",
+            tmp_path,
+            CAREBOT_LLM_BACKEND="openai",
+            CAREBOT_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
+            CAREBOT_LLM_MAX_RETRIES="0",
+            REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+            CHROMA_URL=f"http://127.0.0.1:{free_port()}",
+            TELEGRAM_BOT_TOKEN="123:TEST",
+            TELEGRAM_API_BASE_URL=api.base_url,
+            CAREBOT_DOCTORS_CHAT_ID="-100777",
+        )
+    finally:
+        api.stop()
     assert out.returncode == 1
     assert "ok   database" in out.stdout
     assert "FAIL guideline index" in out.stdout  # started all the same, and says what is down
     assert "FAIL session memory" in out.stdout and "FAIL llm (openai)" in out.stdout
+    assert "FAIL doctors' group: the bot cannot reach it" in out.stdout
+    assert "123:TEST" not in out.stdout + out.stderr
 
 
 def test_triage_command_prints_level_rules_and_json(tmp_path: Path) -> None:

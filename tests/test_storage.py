@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 from bot.models import IncomingMessage, Reply, TriageLevel
-from bot.storage.migrate import upgrade
+from bot.storage.migrate import alembic_config, upgrade
 from bot.storage.repository import Storage, make_engine
 from bot.storage.tables import AuditEvent, Escalation, Message, Patient
 
@@ -110,3 +112,51 @@ async def test_hostile_text_is_stored_verbatim(storage: Storage) -> None:
     with Session(storage.engine) as s:
         row = s.get(Message, stored.message_id)
     assert row is not None and row.text == text
+
+
+async def test_ids_are_never_reused_after_a_patient_is_forgotten(storage: Storage) -> None:
+    async def open_one(user: str) -> int:
+        stored = await storage.record_incoming(msg("m1", "chest pain", user=user))
+        return await storage.open_escalation(stored, TriageLevel.URGENT, ["r"], "triage")
+
+    first = await open_one("u1")
+    await storage.forget_patient("test", "u1")  # the newest case, patient and messages go
+    second = await open_one("u2")
+    assert second > first  # SQLite would have handed out `first` again
+    with Session(storage.engine) as s:
+        audit = s.exec(select(AuditEvent).where(AuditEvent.subject_id == str(second))).all()
+    assert [e.action for e in audit] == ["escalation.opened"]  # not the forgotten one's trail
+
+
+def test_upgrading_a_database_with_data_keeps_it_and_its_references(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine), "0006")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO patients (id, pseudonym, channel, channel_user_id, created_at) "
+            "VALUES (7, 'p7', 'test', 'u7', '2026-11-30 10:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO conversations (id, patient_id, channel, chat_id, started_at, "
+            "last_message_at) VALUES (3, 7, 'test', 'c7', '2026-11-30 10:00:00', "
+            "'2026-11-30 10:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO messages (id, conversation_id, direction, channel_message_id, text, "
+            "status, meta, created_at) VALUES (9, 3, 'in', 'm', '胸口痛', 'received', '{}', "
+            "'2026-11-30 10:00:00')"
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        tables = conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+            "'alembic%' AND name NOT LIKE 'sqlite%'"
+        ).fetchall()
+        assert tables and all("AUTOINCREMENT" in sql for _, sql in tables), tables
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        row = conn.exec_driver_sql("SELECT conversation_id, text FROM messages").one()
+    assert tuple(row) == (3, "胸口痛")
+    with Session(engine) as s, pytest.raises(IntegrityError):  # references still enforced
+        s.add(Message(conversation_id=999, direction="in", channel_message_id="x", text="t"))
+        s.commit()

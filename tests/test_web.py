@@ -113,4 +113,5 @@ def test_health(server: str) -> None:
         "memory": "ok",
         "llm": "embedded",
         "guidelines": "ok",
+        "doctors_alerts": "dashboard only (no doctors' group configured)",
     }

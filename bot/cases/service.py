@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.cases.events import CaseEvent, CaseEvents
 from bot.cases.models import Actor, CaseStatus, CaseView, ClaimOutcome
@@ -62,6 +62,7 @@ class CaseOptions:
     )
     alerts_before_expiry: int = 3
     tick_s: float = 5.0
+    alert_retry_s: float = 30.0  # first pause before a refused doctors' alert is sent again
 
     def deadline(self, level: str) -> float:
         """Seconds until the next alert for a case of `level`."""
@@ -179,6 +180,37 @@ class CaseService:
         await self._tell(view, "doctor_left", None, doctor=actor.name)
         return view
 
+    async def alert_failed(self, case_id: int, reason: str) -> None:
+        """The doctors' group could not be told about a case: record it, retry, tell the patient.
+
+        The patient hears it once (at the first failure): their case waits in the dashboard
+        queue, but no one was pinged, so they should not count on a quick answer.
+        """
+        failures = await self.store.alert_failed(
+            case_id, reason, timedelta(seconds=self.options.alert_retry_s)
+        )
+        logger.error(
+            "case %s: doctors' alert not delivered (%s), try %d", case_id, reason, failures
+        )
+        view = await self.store.view(case_id)
+        if view is None:
+            return
+        await self._publish("alert_failed", view, text=reason)
+        if failures == 1 and view.status is CaseStatus.OPEN:
+            await self._tell(view, "doctors_unreachable", None)
+
+    async def alert_status(self, group_configured: bool) -> str:
+        """Whether the doctors' group hears about every open case: "ok" or "failing: ..."."""
+        if not group_configured:
+            return "dashboard only (no doctors' group configured)"
+        try:
+            count, reason = await self.store.undelivered_alerts()
+        except StorageUnavailable:
+            return "unknown (database unavailable)"
+        if count:
+            return f"failing: {count} open cases not delivered to the doctors' group ({reason})"
+        return "ok"
+
     async def patient_message(self, case_id: int, text: str, red_flags: list[str]) -> None:
         """Pass a patient's message to the doctor holding the case (and to the dashboard)."""
         view = await self.store.view(case_id)
@@ -192,6 +224,10 @@ class CaseService:
         now = now or utcnow()
         for case_id in await self.store.unannounced():  # opened by the CLI or another worker
             await self.opened(case_id)
+        for case_id in await self.store.alerts_to_retry(now):  # the doctors' group refused
+            view = await self.store.view(case_id)
+            if view is not None:
+                await self._publish("alert_retry", view)
         for view, alerts in await self.store.due(now):
             if alerts >= self.options.alerts_before_expiry:
                 closed = await self.store.close(

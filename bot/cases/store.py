@@ -307,17 +307,75 @@ class CaseStore:
 
         return await self.storage.run(work)
 
-    async def set_alert_message(self, case_id: int, message_id: int | None) -> None:
-        """Remember the doctors' group message that shows the case."""
+    async def alert_sent(self, case_id: int, message_id: int) -> None:
+        """Remember the doctors' group message that shows the case (the alert went out)."""
 
         def work(s: Session) -> None:
             esc = s.get(Escalation, case_id)
             if esc is not None:
                 esc.alert_message_id = message_id
+                esc.alert_error, esc.alert_failures, esc.alert_retry_at = None, 0, None
                 s.add(esc)
                 s.commit()
 
         await self.storage.run(work)
+
+    async def alert_failed(self, case_id: int, reason: str, retry_after: timedelta) -> int:
+        """Record that the doctors' alert did not go out; return how many times in a row."""
+
+        def work(s: Session) -> int:
+            esc = s.get(Escalation, case_id)
+            if esc is None:
+                return 0
+            esc.alert_failures += 1
+            esc.alert_error = reason[:64]
+            esc.alert_retry_at = utcnow() + retry_after * 2 ** min(esc.alert_failures - 1, 5)
+            s.add(esc)
+            s.add(
+                audit_event(
+                    "carebot",
+                    "escalation.alert_failed",
+                    "escalation",
+                    str(case_id),
+                    reason=esc.alert_error,
+                    failures=esc.alert_failures,
+                )
+            )
+            s.commit()
+            return esc.alert_failures
+
+        return await self.storage.run(work)
+
+    async def alerts_to_retry(self, now: datetime) -> list[int]:
+        """Open cases whose doctors' alert failed and is due for another try."""
+
+        def work(s: Session) -> list[int]:
+            rows = s.exec(
+                select(Escalation.id).where(
+                    Escalation.status == CaseStatus.OPEN.value,
+                    col(Escalation.alert_retry_at).is_not(None),
+                    col(Escalation.alert_retry_at) <= now,
+                )
+            ).all()
+            return [int(r) for r in rows if r is not None]
+
+        return await self.storage.run(work)
+
+    async def undelivered_alerts(self) -> tuple[int, str | None]:
+        """How many open cases the doctors' group was not told about, and the last reason."""
+
+        def work(s: Session) -> tuple[int, str | None]:
+            rows = s.exec(
+                select(Escalation.alert_error)
+                .where(
+                    col(Escalation.status).in_([CaseStatus.OPEN.value, CaseStatus.CLAIMED.value]),
+                    col(Escalation.alert_error).is_not(None),
+                )
+                .order_by(col(Escalation.id).desc())
+            ).all()
+            return len(rows), (rows[0] if rows else None)
+
+        return await self.storage.run(work)
 
     async def alert_message(self, case_id: int) -> int | None:
         """The doctors' group message that announced the case."""
@@ -339,19 +397,19 @@ class CaseStore:
 
         return await self.storage.run(work)
 
-    async def claimed_by_telegram(self, telegram_id: int) -> CaseView | None:
-        """The case a Telegram doctor has claimed and not yet closed (the latest one)."""
+    async def held_by_telegram(self, telegram_id: int) -> list[int]:
+        """The cases a Telegram doctor has claimed and not yet closed, oldest claim first."""
 
-        def work(s: Session) -> CaseView | None:
-            esc = s.exec(
-                select(Escalation)
+        def work(s: Session) -> list[int]:
+            rows = s.exec(
+                select(Escalation.id)
                 .where(
                     Escalation.status == CaseStatus.CLAIMED.value,
                     Escalation.claimed_by_telegram_id == telegram_id,
                 )
-                .order_by(col(Escalation.claimed_at).desc())
-            ).first()
-            return _view(s, esc) if esc is not None else None
+                .order_by(col(Escalation.claimed_at))
+            ).all()
+            return [int(r) for r in rows if r is not None]
 
         return await self.storage.run(work)
 

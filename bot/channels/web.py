@@ -117,9 +117,14 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
             await runtime.sessions.ping()
         except MemoryUnavailable:
             checks["memory"] = "unavailable (using the database)"
+        checks["doctors_alerts"] = await runtime.cases.alert_status(
+            runtime.settings.doctors_chat_id is not None
+        )
         ok = checks["database"] == "ok"
+        degraded = not ok or checks["doctors_alerts"].startswith("failing")
         return JSONResponse(
-            {"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503
+            {"status": "degraded" if degraded else "ok", **checks},
+            status_code=200 if ok else 503,
         )
 
     return app

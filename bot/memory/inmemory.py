@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 
 from bot.memory.base import SessionStore, Turn
 
+# Chats that never write again would stay forever if expiry were checked only on access.
+SWEEP_EVERY = 1024
+
 
 @dataclass
 class _Entry:
@@ -25,6 +28,7 @@ class InMemorySessionStore(SessionStore):
         super().__init__(ttl_s, max_turns)
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._writes = 0
 
     def _live(self, chat_key: str) -> _Entry | None:
         entry = self._entries.get(chat_key)
@@ -34,6 +38,9 @@ class InMemorySessionStore(SessionStore):
         return entry
 
     def _touch(self, chat_key: str) -> _Entry:
+        self._writes += 1
+        if self._writes % SWEEP_EVERY == 0:
+            self.sweep()
         entry = self._live(chat_key) or self._entries.setdefault(chat_key, _Entry())
         entry.expires_at = self._clock() + self.ttl_s
         return entry
@@ -56,3 +63,14 @@ class InMemorySessionStore(SessionStore):
 
     async def ping(self) -> None:
         return None
+
+    def sweep(self) -> int:
+        """Drop every expired chat (not only those read again); return how many."""
+        now = self._clock()
+        gone = [key for key, entry in self._entries.items() if entry.expires_at <= now]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)
+
+    def __len__(self) -> int:
+        return len(self._entries)

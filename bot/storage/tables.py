@@ -10,6 +10,11 @@ from sqlmodel import Field, SQLModel
 
 from bot.models import utcnow
 
+# SQLite reuses the id of a deleted newest row; a forgotten patient's case id must never come
+# back (its audit trail and the doctors' old alert buttons point at it). Other databases'
+# sequences never reuse ids.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
 
 def _ts(**kw: Any) -> Any:
     return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), **kw))
@@ -19,7 +24,7 @@ class Patient(SQLModel, table=True):
     """A patient as seen on one channel, known by a pseudonym, never by name."""
 
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("channel", "channel_user_id"),)
+    __table_args__ = (UniqueConstraint("channel", "channel_user_id"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     pseudonym: str = Field(index=True, unique=True, max_length=32)
@@ -34,7 +39,7 @@ class Conversation(SQLModel, table=True):
     """One chat between a patient and CareBot on a channel."""
 
     __tablename__ = "conversations"
-    __table_args__ = (UniqueConstraint("channel", "chat_id"),)
+    __table_args__ = (UniqueConstraint("channel", "chat_id"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patients.id", index=True)
@@ -53,7 +58,10 @@ class Message(SQLModel, table=True):
     """A message in either direction; incoming ones are stored before processing."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("conversation_id", "direction", "channel_message_id"),)
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "direction", "channel_message_id"),
+        NEVER_REUSE_IDS,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversations.id", index=True)
@@ -72,6 +80,7 @@ class Escalation(SQLModel, table=True):
     """A case handed to doctors: open -> claimed -> resolved, or open -> expired."""
 
     __tablename__ = "escalations"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversations.id", index=True)
@@ -97,12 +106,20 @@ class Escalation(SQLModel, table=True):
     next_alert_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), index=True)
     )
+    alert_error: str | None = Field(
+        default=None, max_length=64, description="Why the last doctors' alert did not go out."
+    )
+    alert_failures: int = 0
+    alert_retry_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), index=True)
+    )
 
 
 class StaffUser(SQLModel, table=True):
     """A doctor, operator or admin who signs in to the dashboard."""
 
     __tablename__ = "staff_users"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=64, unique=True, index=True)
@@ -122,6 +139,7 @@ class AuditEvent(SQLModel, table=True):
     """Who did what to which record, and why."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _ts(nullable=False, index=True)
@@ -141,7 +159,7 @@ class ChannelUpdate(SQLModel, table=True):
     """
 
     __tablename__ = "channel_updates"
-    __table_args__ = (UniqueConstraint("channel", "update_id"),)
+    __table_args__ = (UniqueConstraint("channel", "update_id"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=32)
@@ -163,6 +181,7 @@ class StaffSession(SQLModel, table=True):
     """A dashboard sign-in: the browser holds the token, the table only its SHA-256."""
 
     __tablename__ = "staff_sessions"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(max_length=64, unique=True, index=True)
@@ -176,7 +195,7 @@ class PromptVersion(SQLModel, table=True):
     """A published version of a prompt; the files in prompts/ are version 1."""
 
     __tablename__ = "prompt_versions"
-    __table_args__ = (UniqueConstraint("name", "version"),)
+    __table_args__ = (UniqueConstraint("name", "version"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, index=True)
@@ -192,7 +211,7 @@ class PromptDraft(SQLModel, table=True):
     """An operator's unpublished edit of a prompt (kept across restarts)."""
 
     __tablename__ = "prompt_drafts"
-    __table_args__ = (UniqueConstraint("name", "author"),)
+    __table_args__ = (UniqueConstraint("name", "author"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64)

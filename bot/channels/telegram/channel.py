@@ -153,6 +153,7 @@ class TelegramChannel:
         """Retry unfinished updates while the process runs, until cancelled."""
         while True:
             await asyncio.sleep(self.settings.telegram_retry_first_s)
+            self.limit.prune()  # chats quiet for a window leave no trace in memory
             try:
                 swept = await self.sweep(bot)
             except StorageUnavailable as exc:
@@ -187,7 +188,9 @@ class TelegramChannel:
             finally:
                 self._under_way.discard(update.update_id)
 
-        self.queues.submit(str(update.effective_chat.id), job)
+        if not self.queues.submit(str(update.effective_chat.id), job):
+            # The chat's queue is full (a flood): the update waits in the inbox for a sweep.
+            self._under_way.discard(update.update_id)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.cases.events import CaseEvent
 from bot.cases.models import Actor, CaseStatus, CaseView, ClaimOutcome
 from bot.cases.service import CaseService
-from bot.channels.telegram.delivery import Sender, with_retries
+from bot.channels.telegram.delivery import DeliveryFailed, Sender, with_retries
 from bot.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class DoctorsDesk:
         if event.kind == "patient":
             await self._relay_to_doctor(event)
             return
-        if self.chat_id is None or event.kind == "doctor":
+        if self.chat_id is None or event.kind in ("doctor", "alert_failed"):
             return
         view = await self.cases.store.view(event.case_id)
         if view is None:
@@ -86,7 +87,13 @@ class DoctorsDesk:
                 text = "⏰ Still unclaimed.\n" + self.alert_text(view)
             else:
                 text = self.alert_text(view)
-            sent = await sender.send(text, self.buttons(view))
+            try:
+                sent = await sender.send(text, self.buttons(view))
+            except (TelegramError, DeliveryFailed) as exc:
+                # Bot removed from the group, group migrated, Telegram down: not just a log
+                # line. The case is marked, retried, shown in /healthz; the patient is told.
+                await self.cases.alert_failed(view.id, type(exc).__name__)
+                return
             if old is not None:
                 with contextlib.suppress(BadRequest):
                     await with_retries(
@@ -94,7 +101,7 @@ class DoctorsDesk:
                             chat_id=self.chat_id, message_id=old, reply_markup=None
                         )
                     )
-            await self.cases.store.set_alert_message(view.id, sent[-1].message_id)
+            await self.cases.store.alert_sent(view.id, sent[-1].message_id)
             return
         with contextlib.suppress(BadRequest):  # "message is not modified" and the like
             await sender.edit_id(old, self.alert_text(view), self.buttons(view))
@@ -140,23 +147,40 @@ class DoctorsDesk:
             return
         case_id = await self.cases.store.case_of_alert(reply_to.message_id)
         if case_id is not None:
-            await self._doctor_says(case_id, message, Sender(self.bot, message.chat_id))
+            sender = Sender(self.bot, message.chat_id, reply_to=message.message_id)
+            await self._doctor_says(case_id, message.text, actor_of(message.from_user), sender)
 
     async def private_message(self, message: Message) -> bool:
-        """A doctor's private message while holding a case; False for anyone else."""
+        """A doctor's private message while holding a case; False for anyone else.
+
+        Holding several cases, the doctor says which one: by replying to that patient's
+        relayed message, or with /case N before the text. A message that names no case is
+        never guessed at: the doctor is asked.
+        """
         user = message.from_user
         if user is None or not message.text:
             return False
-        view = await self.cases.store.claimed_by_telegram(user.id)
-        if view is None:
+        held = await self.cases.store.held_by_telegram(user.id)
+        if not held:
             return False
-        await self._doctor_says(view.id, message, Sender(self.bot, message.chat_id))
+        sender = Sender(self.bot, message.chat_id, reply_to=message.message_id)
+        case_id, text = pick_case(held, message.text.strip(), message.reply_to_message)
+        if case_id is None:
+            listed = ", ".join(f"#{n}" for n in held)
+            await sender.send(
+                f"You hold cases {listed}. Reply to the patient's message you are answering, "
+                f"or start with /case N, e.g. /case {held[0]} your message "
+                f"(or /case {held[0]} /close NOTE)."
+            )
+        elif case_id not in held:
+            await sender.send(f"You do not hold case #{case_id}. Your cases: {held}.")
+        elif not text:
+            await sender.send(f"Write /case {case_id} followed by your message to the patient.")
+        else:
+            await self._doctor_says(case_id, text, actor_of(user), sender)
         return True
 
-    async def _doctor_says(self, case_id: int, message: Message, sender: Sender) -> None:
-        assert message.from_user is not None and message.text is not None
-        actor = actor_of(message.from_user)
-        text = message.text.strip()
+    async def _doctor_says(self, case_id: int, text: str, actor: Actor, sender: Sender) -> None:
         command = text.split(" ", 1)[0].split("@", 1)[0].lower() if text.startswith("/") else ""
         if command and command != "/close":
             await sender.send(
@@ -171,5 +195,27 @@ class DoctorsDesk:
                 f"Case #{case_id} resolved." if view else f"Case #{case_id} is not yours to close."
             )
             return
-        if not await self.cases.reply(case_id, actor, text):
+        if await self.cases.reply(case_id, actor, text):
+            await sender.send(f"→ case #{case_id}")  # which patient it went to, every time
+        else:
             await sender.send(f"Case #{case_id}: not delivered (claim the case first).")
+
+
+_CASE_COMMAND = re.compile(r"^/case(?:@\w+)?\s+#?(\d+)\b\s*(.*)$", re.IGNORECASE | re.DOTALL)
+_CASE_MENTION = re.compile(r"case #(\d+)")
+
+
+def pick_case(held: list[int], text: str, reply_to: Message | None) -> tuple[int | None, str]:
+    """The case a doctor's private message is for, and the text to pass on.
+
+    /case N first; then the case named in the bot's message it replies to (a relay
+    "Patient (case #N): ..." or a confirmation "→ case #N"); then the only case held.
+    """
+    command = _CASE_COMMAND.match(text)
+    if command:
+        return int(command.group(1)), command.group(2).strip()
+    quoted = reply_to.text if reply_to is not None and reply_to.text else ""
+    mention = _CASE_MENTION.search(quoted)
+    if mention:
+        return int(mention.group(1)), text
+    return (held[0], text) if len(held) == 1 else (None, text)
