@@ -39,6 +39,9 @@ async def run(rounds: int) -> dict[str, Any]:
             telegram_bot_token="1:BENCH",
             telegram_api_base_url=api.base_url,
             doctors_chat_id=DOCTORS,
+            # The test server has no flood limit; Telegram's own (about 20 group messages a
+            # minute, alerts and their summary edits alike) is a separate constraint.
+            telegram_group_messages_per_minute=600,
         )
         runtime = await build_runtime(settings, llm=instant_llm())
         await start_telegram(runtime)

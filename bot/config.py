@@ -191,6 +191,24 @@ class Settings(BaseSettings):
     )
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
+    web_rate_limit_messages: int = Field(
+        default=8, ge=1, le=1000, description="Messages a web chat may send per window."
+    )
+    web_rate_limit_window_s: float = Field(
+        default=10.0, gt=0, le=3600, description="The web chat's rate-limit window."
+    )
+    web_address_messages_per_minute: int = Field(
+        default=60,
+        ge=1,
+        le=100_000,
+        description="Web messages per minute from one address; beyond, the rules alone answer.",
+    )
+    web_max_concurrent: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Web messages in flight at once; beyond, the rules alone answer at once.",
+    )
 
     # --- doctors' dashboard ------------------------------------------------------------------
     dashboard_session_idle_s: int = Field(

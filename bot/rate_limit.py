@@ -6,6 +6,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+# Chats (or addresses) seen once would otherwise stay in memory for good.
+PRUNE_EVERY = 1024
+
 
 class ChatRateLimit:
     """Count each chat's recent messages; say when one is over the limit, and whether the
@@ -18,9 +21,13 @@ class ChatRateLimit:
         self.messages, self.window_s, self.clock = messages, window_s, clock
         self._seen: dict[str, deque[float]] = {}
         self._told: dict[str, float] = {}
+        self._checks = 0
 
     def check(self, chat: str) -> str:
         """Record a message; return "ok", "notify" (first over the limit) or "quiet"."""
+        self._checks += 1
+        if self._checks % PRUNE_EVERY == 0:
+            self.prune()
         now = self.clock()
         seen = self._seen.setdefault(chat, deque())
         while seen and now - seen[0] > self.window_s:

@@ -10,6 +10,7 @@ from bot.config import REPO_ROOT, load_settings
 from bot.memory.base import Turn
 from bot.prompts import PromptLibrary
 from rag.answer import GuidelineAnswerer, standalone_question
+from rag.embeddings import MiniLMEmbeddings
 from rag.grounding import is_grounded
 from rag.lexical import tokenize
 from rag.library import BUNDLED, GuidelineLibrary
@@ -70,6 +71,35 @@ async def test_retrieval_finds_the_right_page(
 def test_nothing_relevant_is_reported_as_not_found(retriever: Retriever, question: str) -> None:
     result = retriever.search(question)
     assert not result.relevant and result.hits == []
+
+
+@pytest.fixture(scope="module")
+def other_precision(retriever: Retriever) -> Retriever:
+    """The same index searched with MiniLM at the other precision (bf16 <-> fp32)."""
+    current = retriever.embedder
+    assert isinstance(current, MiniLMEmbeddings)
+    embedder = MiniLMEmbeddings(precision="fp32" if current.bf16 else "bf16")
+    return Retriever(retriever.index, embedder, retriever.options)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "hello",
+        "🙂🙂",
+        "how do I fix my car gearbox",
+        "I have had a mild fever since yesterday, what can I do?",
+        "it burns when I pee and I need to go all the time",
+        "我发烧了怎么办",
+    ],
+)
+def test_float32_and_bfloat16_find_the_same_and_decide_alike(
+    retriever: Retriever, other_precision: Retriever, question: str
+) -> None:
+    # "No guideline" must not hinge on a CPU's arithmetic (a CPU without bfloat16 runs fp32).
+    mine, theirs = retriever.search(question), other_precision.search(question)
+    assert mine.relevant == theirs.relevant
+    assert [h.chunk.title for h in mine.hits[:2]] == [h.chunk.title for h in theirs.hits[:2]]
 
 
 def test_hybrid_hits_carry_both_scores_and_filters_apply(retriever: Retriever) -> None:

@@ -1,12 +1,9 @@
-"""The web chat: a single page at / and a streaming JSON-lines endpoint for messages.
-
-The doctors' dashboard is served by the same app, under /dashboard (bot.dashboard).
+"""The web app: the patient's chat page at /, its API under /api (bot.channels.web_chat),
+/healthz, and the doctors' dashboard under /dashboard (bot.dashboard).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,64 +11,37 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import HTMLResponse, JSONResponse
 
+from bot.channels.web_chat import CHANNEL, BodyLimit, WebPatients, chat_routes, remember_chat
 from bot.dashboard.app import mount_dashboard
 from bot.errors import MemoryUnavailable, StorageUnavailable
-from bot.models import IncomingMessage, Reply
 from bot.runtime import Runtime
 from bot.workers import RETRIEVAL
 from rag.errors import IndexUnavailable
 
 logger = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("static") / "chat.html"
-MAX_TEXT = 200_000  # characters; longer posts are refused with a clear message
-
-
-class ChatPost(BaseModel):
-    """A message typed into the web chat."""
-
-    chat_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    message_id: str = Field(min_length=1, max_length=64)
-    text: str = Field(max_length=MAX_TEXT)
-    consent: bool = False
-
-
-def _line(event: str, **data: object) -> bytes:
-    return (json.dumps({"type": event, **data}, ensure_ascii=False) + "\n").encode()
-
-
-async def _stream_reply(runtime: Runtime, msg: IncomingMessage) -> AsyncIterator[bytes]:
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-    async def on_delta(piece: str) -> None:
-        queue.put_nowait(piece)
-
-    # The engine runs as its own task so that a closed browser tab cannot cancel it:
-    # the reply is still produced and stored.
-    task = asyncio.create_task(runtime.engine.handle(msg, on_delta))
-    task.add_done_callback(lambda _t: queue.put_nowait(None))
-    while (piece := await queue.get()) is not None:
-        yield _line("delta", text=piece)
-    reply: Reply = task.result()
-    yield _line("reply", **reply.model_dump(mode="json"))
 
 
 def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
     """Build the FastAPI app; `start` builds the runtime inside the app's lifespan."""
+    patients = WebPatients()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await start()
         app.state.runtime = runtime
+        runtime.cases.patients.register(CHANNEL, patients.send)
         try:
             yield
         finally:
             await runtime.aclose()
 
     app = FastAPI(title="CareBot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit)
     mount_dashboard(app)
+    app.include_router(chat_routes(lambda request: request.app.state.runtime, patients))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,22 +52,11 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
         return JSONResponse({"error": f"the message could not be read ({problems})"}, 422)
 
     @app.get("/", response_class=HTMLResponse)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
-
-    @app.post("/api/messages")
-    async def post_message(post: ChatPost, request: Request) -> StreamingResponse:
-        msg = IncomingMessage(
-            channel="web",
-            chat_id=post.chat_id,
-            user_id=post.chat_id,
-            message_id=post.message_id,
-            text=post.text,
-            consent=post.consent,
-        )
-        return StreamingResponse(
-            _stream_reply(request.app.state.runtime, msg), media_type="application/x-ndjson"
-        )
+    async def page(request: Request) -> HTMLResponse:
+        # The chat cookie is set with the page, so its event stream is the chat's from the start.
+        response = HTMLResponse(PAGE.read_text(encoding="utf-8"))
+        remember_chat(response, request)
+        return response
 
     @app.get("/healthz")
     async def health(request: Request) -> JSONResponse:

@@ -185,6 +185,27 @@ class Storage:
 
         return await self.run(work)
 
+    async def chat_turns(self, channel: str, chat_id: str, limit: int) -> list[Turn]:
+        """The last `limit` messages of a chat (both directions, doctors' too), oldest first."""
+
+        def work(s: Session) -> list[Turn]:
+            conv = s.exec(
+                select(Conversation).where(
+                    Conversation.channel == channel, Conversation.chat_id == chat_id
+                )
+            ).first()
+            if conv is None:
+                return []
+            rows = s.exec(
+                select(Message)
+                .where(Message.conversation_id == conv.id, Message.text != "")
+                .order_by(col(Message.id).desc())
+                .limit(limit)
+            ).all()
+            return [_turn(m) for m in reversed(rows)]
+
+        return await self.run(work)
+
     async def mark(self, message_id: int, status: str, reason: str | None = None) -> None:
         """Set an incoming message's status (failed, throttled) so it can be reviewed."""
 

@@ -160,7 +160,9 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def serving(folder: Path, index_dir: Path, llm: LLMBackend) -> Iterator[LiveServer]:
+def serving(
+    folder: Path, index_dir: Path, llm: LLMBackend, **overrides: Any
+) -> Iterator[LiveServer]:
     """Serve the web app on a fresh database in `folder`, with `llm` as its model."""
     with pytest.MonkeyPatch.context() as env:
         # As tests/conftest.py's clean_env, for a server that outlives one test.
@@ -175,6 +177,7 @@ def serving(folder: Path, index_dir: Path, llm: LLMBackend) -> Iterator[LiveServ
             index_dir=index_dir,
             triage_followup_rounds=0,
             dashboard_heartbeat_s=0.5,
+            **overrides,
         )
     with LiveServer(settings, llm) as server:
         yield server

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
@@ -61,6 +63,29 @@ for _name in ("telegram.Bot", "telegram.ext.ExtBot", "telegram.ext._utils.webhoo
     logging.getLogger(_name).addFilter(_PatientTextFilter())
 
 
+class FloodControl(AIORateLimiter):
+    """PTB's AIORateLimiter for what Telegram counts as messages; "typing..." goes straight out.
+
+    A chat action is a hint, not a message: counted, a burst's typing indicators would halve
+    the messages per second left for replies.
+    """
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, Any]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> Any:
+        if endpoint == "sendChatAction":
+            return await callback(*args, **kwargs)
+        return await super().process_request(
+            callback, args, kwargs, endpoint, data, rate_limit_args
+        )
+
+
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
     """Return the Application (not started) for the configured token and API server.
 
@@ -75,7 +100,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         base_file_url=f"{base}/file/bot",
         request=HTTPXRequest(connection_pool_size=64),
         get_updates_request=TolerantUpdatesRequest(connection_pool_size=1, read_timeout=15),
-        rate_limiter=AIORateLimiter(
+        rate_limiter=FloodControl(
             group_max_rate=settings.telegram_group_messages_per_minute, max_retries=3
         ),
     )

@@ -153,7 +153,6 @@ class TelegramChannel:
         """Retry unfinished updates while the process runs, until cancelled."""
         while True:
             await asyncio.sleep(self.settings.telegram_retry_first_s)
-            self.limit.prune()  # chats quiet for a window leave no trace in memory
             try:
                 swept = await self.sweep(bot)
             except StorageUnavailable as exc:

@@ -1,0 +1,320 @@
+"""The patient's web chat: a full channel over the one engine.
+
+A chat is known by a random token the server issues in an HttpOnly cookie (the page never
+sees it, and a chat id typed into a request body means nothing); the database keeps only its
+SHA-256. The page posts messages (the reply streams back as JSON lines), reads its history,
+asks for a doctor, deletes its data, and listens on its own event stream for what doctors
+write and for case notices. Every request is bounded: body size, messages per chat and per
+address, and messages in flight (beyond that the red-flag rules still answer at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bot.models import IncomingMessage, Reply
+from bot.rate_limit import ChatRateLimit
+from bot.runtime import Runtime
+from rag.answer import OnDelta
+
+CHANNEL = "web"
+COOKIE = "carebot_chat"
+COOKIE_MAX_AGE_S = 365 * 24 * 3600
+MAX_TEXT = 200_000  # characters; longer posts are refused with a clear message
+MAX_BODY = 2 * 1024 * 1024  # bytes: MAX_TEXT characters, JSON-escaped, with room to spare
+KEEPALIVE_S = 15.0
+
+
+class ChatPost(BaseModel):
+    """A message typed into the web chat (the chat itself is the cookie's)."""
+
+    message_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(max_length=MAX_TEXT)
+    consent: bool = False
+
+
+def public_reply(reply: Reply) -> dict[str, Any]:
+    """What the page shows, and the triage record; no database ids, model errors or versions."""
+    record = reply.triage or {}
+    return {
+        "text": reply.text,
+        "kind": reply.kind,
+        "level": reply.level.value if reply.level else None,
+        "red_flags": [
+            {"rule_id": h.rule_id, "level": h.level.value, "explanation": h.explanation}
+            for h in reply.red_flags
+        ],
+        "citations": [c.model_dump() for c in reply.citations],
+        "triage": {k: record.get(k) for k in ("level", "rules", "asked")} if record else None,
+    }
+
+
+def _line(event: str, **data: object) -> bytes:
+    return (json.dumps({"type": event, **data}, ensure_ascii=False) + "\n").encode()
+
+
+def chat_of(token: str) -> str:
+    """The chat id stored for a cookie token (the token itself is never stored)."""
+    return "w" + hashlib.sha256(token.encode()).hexdigest()[:40]
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 before anything reads it."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(send)
+            return
+        seen, refused = 0, False
+
+        async def counted() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit and not refused:  # chunked, without a declared length
+                refused = True
+                await _too_large(send)
+                return {"type": "http.disconnect"}  # the app stops reading here
+            return message
+
+        async def unless_refused(message: Message) -> None:
+            if not refused:  # the 413 is the answer; whatever the app says after is dropped
+                await send(message)
+
+        await self.app(scope, counted, unless_refused)
+
+
+async def _too_large(send: Send) -> None:
+    body = json.dumps({"error": "the message is too large to read"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class WebPatients:
+    """The open event streams of web chats: doctors' messages and case notices go to them."""
+
+    def __init__(self, per_chat: int = 4, backlog: int = 100) -> None:
+        self.per_chat, self.backlog = per_chat, backlog
+        self._streams: dict[str, list[asyncio.Queue[str]]] = {}
+
+    def open(self, chat_id: str) -> asyncio.Queue[str]:
+        """A new stream for the chat (the oldest is dropped beyond `per_chat` tabs)."""
+        streams = self._streams.setdefault(chat_id, [])
+        if len(streams) >= self.per_chat:
+            streams.pop(0).put_nowait("")  # tells that stream to end
+        queue: asyncio.Queue[str] = asyncio.Queue(self.backlog)
+        streams.append(queue)
+        return queue
+
+    def close(self, chat_id: str, queue: asyncio.Queue[str]) -> None:
+        streams = self._streams.get(chat_id, [])
+        if queue in streams:
+            streams.remove(queue)
+        if not streams:
+            self._streams.pop(chat_id, None)
+
+    async def send(self, chat_id: str, text: str) -> None:
+        """Push to every open page of the chat; a closed page reads it in its history."""
+        for queue in self._streams.get(chat_id, []):
+            if not queue.full():
+                queue.put_nowait(text)
+
+
+class WebLimits:
+    """Messages per chat, per address, and in flight at once."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        s = runtime.settings
+        self.per_chat = ChatRateLimit(s.web_rate_limit_messages, s.web_rate_limit_window_s)
+        self.per_address = ChatRateLimit(s.web_address_messages_per_minute, 60.0)
+        self.in_flight = asyncio.Semaphore(s.web_max_concurrent)
+
+
+def _identity(request: Request) -> tuple[str, str | None]:
+    """The chat of this browser, and a new token to set when it had none."""
+    token = request.cookies.get(COOKIE, "")
+    if 20 <= len(token) <= 128:
+        return chat_of(token), None
+    token = secrets.token_urlsafe(32)
+    return chat_of(token), token
+
+
+def remember_chat(response: Response, request: Request) -> str:
+    """Give a browser without a chat its cookie; return the chat id either way."""
+    chat_id, token = _identity(request)
+    _remember(response, token, request)
+    return chat_id
+
+
+def _remember(response: Response, token: str | None, request: Request) -> None:
+    if token is not None:
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=COOKIE_MAX_AGE_S,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+
+
+def _incoming(
+    chat_id: str, text: str, message_id: str | None = None, **extra: Any
+) -> IncomingMessage:
+    return IncomingMessage(
+        channel=CHANNEL,
+        chat_id=chat_id,
+        user_id=chat_id,
+        message_id=message_id or uuid.uuid4().hex,
+        text=text,
+        **extra,
+    )
+
+
+async def _stream(
+    work: Callable[[OnDelta], Awaitable[Reply]], release: Callable[[], None] | None
+) -> AsyncIterator[bytes]:
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def on_delta(piece: str) -> None:
+        queue.put_nowait(piece)
+
+    async def run() -> Reply:
+        try:
+            return await work(on_delta)
+        finally:
+            if release is not None:
+                release()
+
+    # Its own task: a closed browser tab cannot cancel it, the reply is still stored.
+    task = asyncio.create_task(run())
+    task.add_done_callback(lambda _t: queue.put_nowait(None))
+    while (piece := await queue.get()) is not None:
+        yield _line("delta", text=piece)
+    yield _line("reply", **public_reply(task.result()))
+
+
+def chat_routes(runtime_of: Callable[[Request], Runtime], patients: WebPatients) -> APIRouter:
+    """The patient's web chat API under /api."""
+    router = APIRouter(prefix="/api")
+    bounds: dict[int, WebLimits] = {}
+
+    def limits_of(runtime: Runtime) -> WebLimits:
+        return bounds.setdefault(id(runtime), WebLimits(runtime))
+
+    @router.post("/messages")
+    async def post_message(post: ChatPost, request: Request) -> StreamingResponse:
+        runtime = runtime_of(request)
+        engine, limits = runtime.engine, limits_of(runtime)
+        chat_id, token = _identity(request)
+        msg = _incoming(chat_id, post.text, post.message_id, consent=post.consent)
+        address = request.client.host if request.client else "unknown"
+
+        async def answer(on_delta: OnDelta) -> Reply:
+            if limits.per_address.check(address) != "ok":
+                # Not even stored (one address flooding must not fill the database); the
+                # red-flag rules still answer.
+                return await engine.turns.fallback(msg, "too_many_requests")
+            throttle = limits.per_chat.check(chat_id)
+            if throttle != "ok":  # stored, red flags checked; each post gets its own bubble
+                return await engine.acknowledge(msg, "slow_down") or Reply(text="", kind="noted")
+            return await engine.handle(msg, on_delta)
+
+        async def busy(_: OnDelta) -> Reply:
+            return await engine.turns.fallback(msg, "web_busy")
+
+        if limits.in_flight.locked():
+            # As many messages in flight as allowed: the rules answer now, nothing queues.
+            stream = _stream(busy, None)
+        else:
+            await limits.in_flight.acquire()
+            stream = _stream(answer, limits.in_flight.release)
+        response = StreamingResponse(stream, media_type="application/x-ndjson")
+        _remember(response, token, request)
+        return response
+
+    @router.get("/history")
+    async def history(request: Request) -> JSONResponse:
+        runtime = runtime_of(request)
+        chat_id, token = _identity(request)
+        turns = [] if token else await runtime.storage.chat_turns(CHANNEL, chat_id, 100)
+        response = JSONResponse({"messages": [{"role": t.role, "text": t.text} for t in turns]})
+        _remember(response, token, request)
+        return response
+
+    @router.get("/events")
+    async def events(request: Request) -> StreamingResponse:
+        chat_id, token = _identity(request)
+        queue = patients.open(chat_id)
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield b": connected\n\n"
+                while True:
+                    try:
+                        text = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield b": keep-alive\n\n"
+                        continue
+                    if not text:  # replaced by a newer tab of the same chat
+                        return
+                    data = json.dumps({"type": "message", "text": text}, ensure_ascii=False)
+                    yield f"data: {data}\n\n".encode()
+            finally:
+                patients.close(chat_id, queue)
+
+        response = StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        _remember(response, token, request)
+        return response
+
+    @router.post("/doctor")
+    async def ask_for_doctor(request: Request) -> JSONResponse:
+        runtime = runtime_of(request)
+        chat_id, token = _identity(request)
+        reply = await runtime.engine.request_doctor(_incoming(chat_id, "/doctor"))
+        response = JSONResponse(public_reply(reply))
+        _remember(response, token, request)
+        return response
+
+    @router.post("/forget")
+    async def forget(request: Request) -> JSONResponse:
+        runtime = runtime_of(request)
+        chat_id, _ = _identity(request)
+        reply = await runtime.engine.forget(_incoming(chat_id, "/forget"))
+        response = JSONResponse(public_reply(reply))
+        if reply.kind != "error":
+            response.delete_cookie(COOKIE, path="/")  # the next message starts a new chat
+        return response
+
+    return router
