@@ -55,6 +55,7 @@ bench: $(VENV)/.dev-installed ## run the benchmarks and print their tables
 	@$(PY) -m bench.telegram_load
 	@$(PY) -m bench.alert_latency
 	@$(PY) -m bench.concurrent_patients
+	@$(PY) -m bench.concurrent_patients --web
 
 clean: ## remove the virtual environment and local data
 	rm -rf $(VENV) data
