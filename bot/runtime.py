@@ -166,7 +166,6 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     cases = CaseService(
         CaseStore(storage),
         sessions,
-        engine.locks,
         CaseSummarizer(llm, prompts, engine.rules),
         engine.writer,
         CaseOptions(

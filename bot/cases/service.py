@@ -19,7 +19,6 @@ from bot.cases.models import Actor, CaseStatus, CaseView, ClaimOutcome
 from bot.cases.store import CaseStore, after
 from bot.cases.summary import CaseSummarizer
 from bot.errors import MemoryUnavailable, StorageUnavailable
-from bot.locks import ChatLocks
 from bot.memory.base import SessionStore, Turn
 from bot.models import utcnow
 from bot.replies import ReplyWriter
@@ -76,12 +75,11 @@ class CaseService:
         self,
         store: CaseStore,
         sessions: SessionStore,
-        locks: ChatLocks,
         summarizer: CaseSummarizer,
         writer: ReplyWriter,
         options: CaseOptions | None = None,
     ) -> None:
-        self.store, self.sessions, self.locks = store, sessions, locks
+        self.store, self.sessions = store, sessions
         self.summarizer, self.writer = summarizer, writer
         self.options = options or CaseOptions()
         self.events = CaseEvents()

@@ -197,8 +197,19 @@ def _incoming(
 
 
 async def _stream(
-    work: Callable[[OnDelta], Awaitable[Reply]], release: Callable[[], None] | None
+    answer: Callable[[OnDelta], Awaitable[Reply]],
+    busy: Callable[[OnDelta], Awaitable[Reply]],
+    slots: asyncio.Semaphore,
 ) -> AsyncIterator[bytes]:
+    """Stream a reply; `busy` answers instead when every slot is taken.
+
+    The slot is taken here, inside the response body, not in the handler: a client gone
+    before the body starts never takes one, so no slot can leak.
+    """
+    work, release = busy, None
+    if not slots.locked():
+        await slots.acquire()  # free: returns at once
+        work, release = answer, slots.release
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def on_delta(piece: str) -> None:
@@ -222,15 +233,18 @@ async def _stream(
 def chat_routes(runtime_of: Callable[[Request], Runtime], patients: WebPatients) -> APIRouter:
     """The patient's web chat API under /api."""
     router = APIRouter(prefix="/api")
-    bounds: dict[int, WebLimits] = {}
 
-    def limits_of(runtime: Runtime) -> WebLimits:
-        return bounds.setdefault(id(runtime), WebLimits(runtime))
+    def limits_of(request: Request) -> WebLimits:
+        state = request.app.state  # one set of limits per app, made on first use
+        if getattr(state, "web_limits", None) is None:
+            state.web_limits = WebLimits(runtime_of(request))
+        limits: WebLimits = state.web_limits
+        return limits
 
     @router.post("/messages")
     async def post_message(post: ChatPost, request: Request) -> StreamingResponse:
         runtime = runtime_of(request)
-        engine, limits = runtime.engine, limits_of(runtime)
+        engine, limits = runtime.engine, limits_of(request)
         chat_id, token = _identity(request)
         msg = _incoming(chat_id, post.text, post.message_id, consent=post.consent)
         address = request.client.host if request.client else "unknown"
@@ -248,13 +262,10 @@ def chat_routes(runtime_of: Callable[[Request], Runtime], patients: WebPatients)
         async def busy(_: OnDelta) -> Reply:
             return await engine.turns.fallback(msg, "web_busy")
 
-        if limits.in_flight.locked():
-            # As many messages in flight as allowed: the rules answer now, nothing queues.
-            stream = _stream(busy, None)
-        else:
-            await limits.in_flight.acquire()
-            stream = _stream(answer, limits.in_flight.release)
-        response = StreamingResponse(stream, media_type="application/x-ndjson")
+        # With every slot taken the rules answer at once (`busy`): nothing queues.
+        response = StreamingResponse(
+            _stream(answer, busy, limits.in_flight), media_type="application/x-ndjson"
+        )
         _remember(response, token, request)
         return response
 
