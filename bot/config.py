@@ -120,6 +120,16 @@ class Settings(BaseSettings):
     )
     default_language: Literal["en", "zh"] = "en"
     max_message_chars: int = Field(default=4000, ge=100, le=100_000)
+    early_warning_s: float = Field(
+        default=1.0,
+        ge=0.05,
+        le=30.0,
+        description=(
+            "A patient's message whose turn has not started after this long (database slow, "
+            "the chat's previous question still being answered) is read by the red-flag "
+            "rules alone, and an emergency instruction is sent at once."
+        ),
+    )
 
     # --- channels ----------------------------------------------------------------------------
     telegram_bot_token: str | None = Field(
@@ -146,9 +156,6 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_-]{1,256}$",
         validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET", "CAREBOT_TELEGRAM_WEBHOOK_SECRET"),
         description="Bot API secret_token checked on every webhook request; unset: random.",
-    )
-    telegram_edit_interval_s: float = Field(
-        default=1.0, ge=0.0, le=60.0, description="Least time between edits of a streamed reply."
     )
     telegram_rate_limit_messages: int = Field(
         default=8, ge=1, le=1000, description="Messages a chat may send per rate-limit window."

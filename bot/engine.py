@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from bot.early_warning import EarlyWarning, Send
 from bot.errors import MemoryUnavailable, StorageUnavailable
 from bot.memory.base import SessionStore, Turn
-from bot.models import ChatState, IncomingMessage, RedFlagHit, Reply, TriageLevel
+from bot.models import ChatState, IncomingMessage, RedFlagHit, Reply, TriageLevel, Warned
 from bot.prompts import PromptLibrary
 from bot.replies import (
     EngineOptions,
@@ -67,19 +68,30 @@ class ConversationEngine:
     def _text(self, key: str, language: str, **values: object) -> str:
         return self.writer.text(key, language, **values)
 
-    async def handle(self, msg: IncomingMessage, on_delta: OnDelta | None = None) -> Reply:
+    def early_warning(self, msg: IncomingMessage, send: Send, after_s: float) -> EarlyWarning:
+        """A started early warning for a patient's text (pass it to `handle`/`acknowledge`)."""
+        return EarlyWarning(
+            msg, send, self.triage, self.writer, after_s, self.options.default_language
+        ).start()
+
+    async def handle(
+        self,
+        msg: IncomingMessage,
+        on_delta: OnDelta | None = None,
+        early: EarlyWarning | None = None,
+    ) -> Reply:
         """Answer one incoming message; never raises, never stays silent."""
 
         async def work(m: IncomingMessage, stored: StoredIncoming) -> Outcome:
             return await self._process(m, stored, on_delta)
 
-        reply = await self.turns.run(msg, work)
+        reply = await self.turns.run(msg, work, early)
         assert reply is not None  # _process always answers
         return reply
 
-    async def unsaved(self, msg: IncomingMessage) -> Reply:
+    async def unsaved(self, msg: IncomingMessage, warned: Warned | None = None) -> Reply:
         """Answer a message the channel could not store: from the rules, saying it is unsaved."""
-        return await self.turns.fallback(msg, "storage_unavailable")
+        return await self.turns.fallback(msg, "storage_unavailable", warned)
 
     async def delivered(self, reply: Reply, channel_ids: list[int]) -> None:
         """Record that a stored reply reached the patient, so a replay never sends it again."""
@@ -91,6 +103,7 @@ class ConversationEngine:
         msg: IncomingMessage,
         notice: str | None,
         retriage_from: TriageLevel = TriageLevel.EMERGENCY,
+        early: EarlyWarning | None = None,
         **values: object,
     ) -> Reply | None:
         """Store a message the channel will not answer in full (a command, a photo, a flood).
@@ -117,7 +130,7 @@ class ConversationEngine:
                 return None, state, history
             return self.writer.notice(notice, language, **values), state, history
 
-        return await self.turns.run(msg, work)
+        return await self.turns.run(msg, work, early)
 
     async def consent(self, msg: IncomingMessage, agreed: bool) -> Reply:
         """Record the patient's answer to the consent question (a button, not typed words)."""
@@ -210,10 +223,12 @@ class ConversationEngine:
             fresh = [h.rule_id for h in hits if any(e.message == latest for e in h.evidence)]
             await self.cases.patient_message(state.escalation_id, msg.text, fresh)
             if any(h.rule_id not in state.announced_flags for h in emergencies):
-                return await self._open_emergency(stored, state, hits, language), state, history
+                reply = await self._open_emergency(stored, state, hits, language, msg.warned)
+                return reply, state, history
             return Reply(text="", kind="relayed", red_flags=hits), state, history
         if any(h.rule_id not in state.announced_flags for h in emergencies):
-            return await self._open_emergency(stored, state, hits, language), state, history
+            reply = await self._open_emergency(stored, state, hits, language, msg.warned)
+            return reply, state, history
 
         reply = await self._converse(
             msg, stored, state, history, language, conversation, triage, on_delta
@@ -225,11 +240,19 @@ class ConversationEngine:
         return reply, state, history
 
     async def _open_emergency(
-        self, stored: StoredIncoming, state: ChatState, hits: list[RedFlagHit], language: str
+        self,
+        stored: StoredIncoming,
+        state: ChatState,
+        hits: list[RedFlagHit],
+        language: str,
+        warned: Warned | None = None,
     ) -> Reply:
         emergencies = self.rules.emergencies(hits) or hits
         state.announced_flags = sorted({*state.announced_flags, *(h.rule_id for h in hits)})
         reply = self.writer.emergency(hits, language)
+        if warned is not None and {h.rule_id for h in emergencies} <= set(warned.flags):
+            # Sent ahead of this slow turn: not again; the case is still opened below.
+            reply.text = reply.shown = warned.text
         note = await self._escalate(
             stored, state, TriageLevel.EMERGENCY, [h.rule_id for h in emergencies], language
         )

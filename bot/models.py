@@ -42,6 +42,13 @@ _RANKS = {
 }
 
 
+class Warned(BaseModel):
+    """An emergency instruction sent before the turn started (bot.early_warning)."""
+
+    flags: list[str]
+    text: str
+
+
 class IncomingMessage(BaseModel):
     """One patient message as a channel adapter hands it to the engine."""
 
@@ -54,6 +61,9 @@ class IncomingMessage(BaseModel):
     attachments: list[str] = Field(default_factory=list)
     consent: bool = Field(default=False, description="The channel already obtained consent.")
     received_at: datetime = Field(default_factory=utcnow)
+    warned: Warned | None = Field(
+        default=None, description="An emergency instruction already sent ahead of this turn."
+    )
 
     @property
     def chat_key(self) -> str:
@@ -112,6 +122,15 @@ class Reply(BaseModel):
         default_factory=dict, description="The version of each prompt in use for this reply."
     )
     message_id: int | None = Field(default=None, description="Database id of the stored reply.")
+    shown: str = Field(
+        default="", description="The start of `text` the patient already has (an early warning)."
+    )
+
+    def unsent(self) -> str:
+        """What a channel still has to send: the text after what was shown ahead of it."""
+        if self.shown and self.text.startswith(self.shown):
+            return self.text[len(self.shown) :].strip()
+        return self.text
 
 
 ChatMode = Literal["bot", "waiting_for_doctor", "with_doctor"]

@@ -12,10 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.early_warning import EarlyWarning
 from bot.errors import MemoryUnavailable, StorageUnavailable
 from bot.locks import ChatLocks
 from bot.memory.base import SessionStore, Turn
-from bot.models import ChatState, IncomingMessage, Reply, TriageLevel, utcnow
+from bot.models import ChatState, IncomingMessage, Reply, TriageLevel, Warned, utcnow
 from bot.replies import LOCALE, EngineOptions, ReplyWriter, clean_text, detect_language
 from bot.storage.repository import Storage, StoredIncoming
 from bot.triage.service import TriageService
@@ -41,15 +42,24 @@ class Turns:
         self.writer, self.options = writer, options
         self.locks = ChatLocks()
 
-    async def run(self, msg: IncomingMessage, work: Work) -> Reply | None:
-        """Store the message, run `work` on it in the chat's turn, store and return the reply."""
+    async def run(
+        self, msg: IncomingMessage, work: Work, early: EarlyWarning | None = None
+    ) -> Reply | None:
+        """Store the message, run `work` on it in the chat's turn, store and return the reply.
+
+        `early` is the message's early warning: it fires if the turn starts late (the chat's
+        turn or the database slow), and is settled here, once the turn has started.
+        """
         msg = msg.model_copy(update={"text": clean_text(msg.text)})
         async with self.locks.hold(msg.chat_key):
             LOCALE.set(msg.language)
             try:
                 stored = await self.storage.record_incoming(msg)
             except StorageUnavailable:
-                return await self.fallback(msg, "storage_unavailable")
+                warned = await early.settle() if early else None
+                return await self.fallback(msg, "storage_unavailable", warned)
+            if early is not None and (warned := await early.settle()) is not None:
+                msg = msg.model_copy(update={"warned": warned})
             if stored.duplicate and stored.previous_reply is not None:
                 # Answered before: the channel re-sends it only if it never arrived.
                 kind = "delivered" if stored.previous_delivered else "duplicate"
@@ -72,7 +82,7 @@ class Turns:
                 await self.quietly(
                     self.storage.mark(stored.message_id, "failed", type(exc).__name__)
                 )
-                return await self.fallback(msg, "processing_failed")
+                return await self.fallback(msg, "processing_failed", msg.warned)
             await self.finish(msg, stored, reply, state, history)
             logger.info(
                 "handled message=%s kind=%s level=%s in %.0f ms",
@@ -83,12 +93,17 @@ class Turns:
             )
             return reply
 
-    async def fallback(self, msg: IncomingMessage, text_key: str) -> Reply:
-        """Reply when normal processing is impossible: red flags still get their answer."""
+    async def fallback(
+        self, msg: IncomingMessage, text_key: str, warned: Warned | None = None
+    ) -> Reply:
+        """Reply when normal processing is impossible: red flags still get their answer
+        (once: an instruction already sent ahead, `warned`, is not sent again)."""
         language = detect_language(msg.text, self.options.default_language)
         triage = await self.triage.adecide([msg.text], language, ask=False)
-        if triage.rule_level is TriageLevel.EMERGENCY:
+        if triage.rule_level is TriageLevel.EMERGENCY or warned is not None:
             reply = self.writer.emergency(triage.hits, language)
+            if warned is not None:
+                reply.text = reply.shown = warned.text
             if text_key == "storage_unavailable":  # doctors cannot see it: say so plainly
                 reply.text = f"{reply.text}\n\n{self.writer.text('not_saved_note', language)}"
             return reply

@@ -40,9 +40,16 @@ class WorkerPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-# Sizes: SQLite takes one writer at a time, but reads run beside it. Triage is a few ms of
-# pure Python on caches that are not thread-safe: one thread (the longest decision, 200,000
-# characters of dense medical prose, is ~0.5 s). Retrieval embeds a query and searches the index.
+# Sizes: a server database (PostgreSQL) takes several writers at once. SQLite takes one writer
+# at a time, and a second thread waiting for its lock sleeps in SQLite's busy handler (up to
+# tens of ms a try): four threads moved 8.3 Telegram messages a second, one thread 15.4. So
+# SQLite gets one thread, in the order calls were made, and nothing slow may run inside a
+# storage call (password hashing has its own pool). Triage is a few ms of pure Python on
+# caches that are not thread-safe: one thread (the longest decision, 200,000 characters of
+# dense medical prose, is ~0.5 s). Retrieval embeds a query and searches the index. Argon2
+# takes ~50 ms and 64 MiB a check: two at a time.
 STORAGE = WorkerPool("carebot-storage", 4)
+SQLITE = WorkerPool("carebot-sqlite", 1)
 TRIAGE = WorkerPool("carebot-triage", 1)
 RETRIEVAL = WorkerPool("carebot-retrieval", 2)
+PASSWORDS = WorkerPool("carebot-passwords", 2)

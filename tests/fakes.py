@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +152,25 @@ def locked_database(storage: Storage, db: Path) -> Iterator[None]:
     finally:
         locker.rollback()
         locker.close()
+
+
+@contextlib.contextmanager
+def database_locked_for(db: Path, seconds: float) -> Iterator[None]:
+    """Another process holds the write lock for `seconds`, then lets go (a backup, a CLI)."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(db, timeout=0)
+        conn.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(seconds)
+        conn.rollback()
+        conn.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    locked.wait(5)
+    try:
+        yield
+    finally:
+        holder.join()

@@ -19,16 +19,19 @@ from sqlmodel import Session, select
 
 from bot.cases.models import Actor, CaseStatus, ClaimOutcome
 from bot.storage.tables import AuditEvent, Escalation
-from bot.workers import STORAGE
+from bot.workers import WorkerPool
 from tests.conftest import RuntimeFactory
 from tests.fakes import patient_message
 
-DOCTORS = STORAGE.threads  # as many as can reach the database at once
+DOCTORS = 4  # as many as a server database's storage pool lets reach it at once
 
 
 async def one_case(make_runtime: RuntimeFactory) -> tuple[Any, int]:
     """A runtime with one emergency case open."""
     rt = await make_runtime()
+    # SQLite gets one storage thread in production, which would serialise the doctors; the
+    # claim must be atomic in SQL whatever the pool, so here every doctor has a thread.
+    rt.storage.pool = WorkerPool("claims", DOCTORS)
     await rt.engine.handle(patient_message("my husband collapsed and is not breathing", "patient"))
     with Session(rt.storage.engine) as s:
         (case,) = s.exec(select(Escalation)).all()

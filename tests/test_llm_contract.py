@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +18,7 @@ from bot.llm.base import LLMBackend
 from bot.llm.embedded import ChatLlamaCpp, EmbeddedBackend
 from bot.llm.factory import build_llm
 from bot.llm.openai_compat import OpenAIBackend
+from tests.faults.llm_server import FaultyLLMServer
 from tests.servers import free_port, silent_server
 from tests.vllm_server import VLLMServer
 
@@ -120,3 +122,20 @@ async def test_broken_model_file_is_llm_unavailable(tmp_path: Path) -> None:
         await llm.warm_up()
     with pytest.raises(LLMUnavailable):
         await llm.complete(QUESTION)
+
+
+async def test_a_trickling_server_is_cut_off_at_the_answers_deadline() -> None:
+    # A token every 0.3 s: each read is well inside the 1 s timeout, the answer never ends.
+    server = FaultyLLMServer(mode="trickle", interval_s=0.3)
+    backend = OpenAIBackend(server.base_url, "m", "k", timeout_s=1.0, max_retries=0)
+    started = time.monotonic()
+    pieces: list[str] = []
+    try:
+        with pytest.raises(LLMUnavailable):
+            async for piece in backend.stream(QUESTION):
+                pieces.append(piece)
+    finally:
+        await backend.aclose()
+        server.stop()
+    assert pieces, "the server did start answering"
+    assert time.monotonic() - started < 2.0

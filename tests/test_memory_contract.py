@@ -4,6 +4,9 @@ and a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -104,3 +107,30 @@ async def test_redis_keys_are_namespaced(redis_server: RedisServer) -> None:
     assert 0 < await client.ttl(keys[0]) <= 60
     await client.aclose()
     await store.aclose()
+
+
+async def test_a_hung_redis_costs_one_short_wait_then_none_until_it_answers(
+    tmp_path: Path,
+) -> None:
+    # Stopped (SIGSTOP): connections open, nothing answers -- worse than a dead server.
+    server = RedisServer(tmp_path)
+    store = RedisSessionStore.from_url(server.url, ttl_s=60, max_turns=10)
+    store.cooldown_s = 1.0
+    try:
+        await store.append("test:hung", Turn(role="patient", text="before"))
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            waits = []
+            for _ in range(3):
+                started = time.monotonic()
+                with pytest.raises(MemoryUnavailable):
+                    await store.history("test:hung")
+                waits.append(time.monotonic() - started)
+            assert waits[0] < 1.0 and max(waits[1:]) < 0.05, waits
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        await asyncio.sleep(1.1)  # the rest is over: Redis is asked again, and answers
+        assert [t.text for t in await store.history("test:hung")] == ["before"]
+    finally:
+        await store.aclose()
+        server.stop()

@@ -45,7 +45,6 @@ def start(api: BotAPIServer, make_runtime: RuntimeFactory, tmp_path: Path) -> St
             llm or scripted(ANSWER),
             telegram_bot_token="123:TEST",
             telegram_api_base_url=api.base_url,
-            telegram_edit_interval_s=0.0,
             **overrides,
         )
         await start_telegram(runtime)
@@ -121,7 +120,7 @@ async def test_consent_flow_holds_the_question_and_answers_it_with_citations(
     assert "won't read your health questions" in texts[1]
 
 
-async def test_emergency_is_answered_before_consent_and_streaming_edits_one_message(
+async def test_emergency_is_answered_before_consent_and_answers_are_never_drafts(
     start: Start, api: BotAPIServer
 ) -> None:
     rt = await start()
@@ -136,8 +135,9 @@ async def test_emergency_is_answered_before_consent_and_streaming_edits_one_mess
     texts = await replies(api, 81, 3)
     final = api.messages[(81, max(m for c, m in api.messages if c == 81))]
     assert "[1]" in texts[2]
-    # The draft was sent once and then edited into the final reply.
-    assert len(final["versions"]) >= 2 and "sendChatAction" in api.methods()
+    # "typing..." while the answer is written and checked, then the answer in one message,
+    # never a draft that the groundedness check might have replaced.
+    assert len(final["versions"]) == 1 and "sendChatAction" in api.methods()
     assert rt.engine.locks is not None
 
 

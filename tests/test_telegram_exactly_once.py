@@ -4,13 +4,14 @@ refuses, against the Bot API test server with the real engine and database.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from sqlmodel import Session, select
 
-from bot.storage.tables import ChannelUpdate, Message
+from bot.storage.tables import ChannelUpdate, Escalation, Message
 from tests.bot_api import BotAPIServer, private_message
-from tests.fakes import locked_database
+from tests.fakes import database_locked_for, locked_database
 from tests.test_telegram import Start, api, replies, rows, settle, start  # noqa: F401
 
 CHEST = "crushing chest pain and sweating for 20 minutes"
@@ -91,3 +92,29 @@ async def test_a_refused_reply_is_retried_while_running_then_given_up(
     assert by_id[never].payload is None and by_id[never].attempts == 3  # patient text dropped
     delivered = [m for m in rows(rt, Message) if m.direction == "out" and m.status == "delivered"]
     assert len(delivered) == 2 and all(m.meta.get("delivered_ids") for m in delivered)
+
+
+async def test_an_emergency_arriving_while_the_database_is_locked_is_answered_within_2_s(
+    start: Start,  # noqa: F811
+    api: BotAPIServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    rt = await start(early_warning_s=0.5)
+    with database_locked_for(tmp_path / "data" / "carebot.db", 4.0):  # within the 5 s wait
+        sent = time.perf_counter()
+        api.send_update(private_message(1, 95, text=CHEST))
+        api.send_update(private_message(1, 96, text=FEVER))
+        texts = await replies(api, 95, 1, timeout_s=10)
+        waited = time.perf_counter() - sent
+        assert waited < 2.0 and "Call 112" in texts[0]
+    await replies(api, 96, 1)
+    await settle(api)
+    # Given once, then only what the turn adds (the case note) once the lock went; both
+    # messages kept and handled; the doctors have the case.
+    emergency = api.texts(95)
+    assert sum(FULL_INSTRUCTION in t for t in emergency) == 1, emergency
+    assert len(emergency) == 2 and "doctor" in emergency[1] and "Call 112" not in emergency[1]
+    assert len(api.texts(96)) == 1
+    assert {r.text for r in rows(rt, Message) if r.direction == "in"} >= {CHEST, FEVER}
+    assert {u.status for u in rows(rt, ChannelUpdate)} == {"done"}
+    assert [c.level for c in rows(rt, Escalation)] == ["emergency"]

@@ -21,7 +21,7 @@ from bot.channels.web_chat import COOKIE
 from bot.llm.base import LLMBackend
 from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, browser_or_skip
 from tests.dashboard.live import LiveServer, serving
-from tests.fakes import SlowChatModel, scripted
+from tests.fakes import SlowChatModel, database_locked_for, scripted
 
 ANSWER = "Gargle with warm salty water and drink plenty of fluids [1]."
 SORE = "How can I soothe a sore throat?"
@@ -228,3 +228,24 @@ def test_the_page_shows_history_and_doctors_messages_live(live: LiveServer) -> N
         page.wait_for_selector("text=Is it itchy?")  # from the history
         page.wait_for_selector("text=An itchy rash on my leg since Monday")
         chromium.close()
+
+
+def test_an_emergency_is_shown_at_once_while_the_database_is_locked(
+    tmp_path: Path, guideline_index_dir: Path
+) -> None:
+    with serving(tmp_path, guideline_index_dir, scripted(ANSWER), early_warning_s=0.5) as live:
+        with client(live) as web:
+            say(web, SORE, consent=True)
+            body = {"message_id": uuid.uuid4().hex, "text": CHEST}
+            with database_locked_for(tmp_path / "data" / "carebot.db", 4.0):
+                started = time.monotonic()
+                with web.stream("POST", "/api/messages", json=body) as res:
+                    lines = res.iter_lines()
+                    first = json.loads(next(line for line in lines if line))
+                    first_at = time.monotonic() - started
+                    rest = [json.loads(line) for line in lines if line]
+        assert first["type"] == "warning" and "Call 112" in first["text"] and first_at < 2.0
+        final = rest[-1]
+        # The page replaces the warning with the reply, which starts with it: shown once.
+        assert final["type"] == "reply" and final["text"].startswith(first["text"])
+        assert final["text"].count("Call 112 now") == 1

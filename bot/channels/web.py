@@ -80,7 +80,13 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
             runtime.settings.doctors_chat_id is not None
         )
         ok = checks["database"] == "ok"
-        degraded = not ok or checks["doctors_alerts"].startswith("failing")
+        # Serving, but something a patient or doctor would notice is missing: say so.
+        degraded = (
+            not ok
+            or checks["guidelines"] != "ok"
+            or checks["memory"] != "ok"
+            or checks["doctors_alerts"].startswith("failing")
+        )
         return JSONResponse(
             {"status": "degraded" if degraded else "ok", **checks},
             status_code=200 if ok else 503,

@@ -23,10 +23,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.early_warning import Send as Warn
 from bot.models import IncomingMessage, Reply
 from bot.rate_limit import ChatRateLimit
 from bot.runtime import Runtime
-from rag.answer import OnDelta
 
 CHANNEL = "web"
 COOKIE = "carebot_chat"
@@ -197,27 +197,29 @@ def _incoming(
 
 
 async def _stream(
-    answer: Callable[[OnDelta], Awaitable[Reply]],
-    busy: Callable[[OnDelta], Awaitable[Reply]],
+    answer: Callable[[Warn], Awaitable[Reply]],
+    busy: Callable[[Warn], Awaitable[Reply]],
     slots: asyncio.Semaphore,
 ) -> AsyncIterator[bytes]:
     """Stream a reply; `busy` answers instead when every slot is taken.
 
-    The slot is taken here, inside the response body, not in the handler: a client gone
-    before the body starts never takes one, so no slot can leak.
+    Lines: `warning` (the emergency instruction sent ahead of a slow turn), then one
+    `reply`. No draft is streamed: the patient sees only text that passed the groundedness
+    check. The slot is taken here, inside the response body, not in the handler: a client
+    gone before the body starts never takes one, so no slot can leak.
     """
     work, release = busy, None
     if not slots.locked():
         await slots.acquire()  # free: returns at once
         work, release = answer, slots.release
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
-    async def on_delta(piece: str) -> None:
-        queue.put_nowait(piece)
+    async def on_warning(reply: Reply) -> None:
+        queue.put_nowait(_line("warning", **public_reply(reply)))
 
     async def run() -> Reply:
         try:
-            return await work(on_delta)
+            return await work(on_warning)
         finally:
             if release is not None:
                 release()
@@ -225,8 +227,8 @@ async def _stream(
     # Its own task: a closed browser tab cannot cancel it, the reply is still stored.
     task = asyncio.create_task(run())
     task.add_done_callback(lambda _t: queue.put_nowait(None))
-    while (piece := await queue.get()) is not None:
-        yield _line("delta", text=piece)
+    while (line := await queue.get()) is not None:
+        yield line
     yield _line("reply", **public_reply(task.result()))
 
 
@@ -249,17 +251,19 @@ def chat_routes(runtime_of: Callable[[Request], Runtime], patients: WebPatients)
         msg = _incoming(chat_id, post.text, post.message_id, consent=post.consent)
         address = request.client.host if request.client else "unknown"
 
-        async def answer(on_delta: OnDelta) -> Reply:
+        async def answer(warn: Warn) -> Reply:
             if limits.per_address.check(address) != "ok":
                 # Not even stored (one address flooding must not fill the database); the
                 # red-flag rules still answer.
                 return await engine.turns.fallback(msg, "too_many_requests")
+            early = engine.early_warning(msg, warn, runtime.settings.early_warning_s)
             throttle = limits.per_chat.check(chat_id)
             if throttle != "ok":  # stored, red flags checked; each post gets its own bubble
-                return await engine.acknowledge(msg, "slow_down") or Reply(text="", kind="noted")
-            return await engine.handle(msg, on_delta)
+                noted = await engine.acknowledge(msg, "slow_down", early=early)
+                return noted or Reply(text="", kind="noted")
+            return await engine.handle(msg, early=early)
 
-        async def busy(_: OnDelta) -> Reply:
+        async def busy(_: Warn) -> Reply:
             return await engine.turns.fallback(msg, "web_busy")
 
         # With every slot taken the rules answer at once (`busy`): nothing queues.

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -21,6 +22,7 @@ from bot.dashboard.roles import CLINICIANS, PROMPT_EDITORS, Role
 from bot.models import utcnow
 from bot.storage.repository import Storage, audit_event
 from bot.storage.tables import StaffUser
+from bot.workers import PASSWORDS
 
 logger = logging.getLogger(__name__)
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
@@ -106,6 +108,22 @@ def account_from_row(row: StaffUser) -> StaffAccount:
     )
 
 
+@dataclass(frozen=True)
+class _LoginView:
+    """What a sign-in reads before checking the password (outside any database call)."""
+
+    id: int
+    password_hash: str
+    locked_until: datetime | None
+
+
+def _login_view(s: Session, name: str) -> _LoginView | None:
+    row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
+    if row is None or row.id is None:
+        return None
+    return _LoginView(row.id, row.password_hash, aware(row.locked_until))
+
+
 def normalize_username(username: str) -> str:
     """Return the stored form of a username (lower case); refuse odd ones."""
     name = username.strip().lower()
@@ -145,7 +163,7 @@ class StaffAccounts:
         display = display_name.strip()
         if not 1 <= len(display) <= 128:
             raise InvalidAccount("the display name needs 1-128 characters")
-        hashed = self.passwords.hash(password)
+        hashed = await PASSWORDS.run(self.passwords.hash, password)
 
         def work(s: Session) -> StaffAccount:
             if s.exec(select(StaffUser).where(StaffUser.username == name)).first():
@@ -205,14 +223,49 @@ class StaffAccounts:
         return await self.storage.run(work)
 
     async def authenticate(self, username: str, password: str, client: str = "") -> LoginResult:
-        """Check a username and password, counting failures and locking after too many."""
+        """Check a username and password, counting failures and locking after too many.
+
+        Three steps, so the slow argon2 check never runs inside a database call (SQLite has
+        one storage thread, shared with every patient's message): read the account, check
+        the password on the password pool, then record the outcome. The record is atomic:
+        parallel guesses each count (`failed_logins + 1` in SQL), and a lock taken by one of
+        them refuses a right password checked at the same moment.
+        """
         name = username.strip().lower()
         now = self.clock()
+        row = await self.storage.run(lambda s: _login_view(s, name))
+        if row is None or (row.locked_until is not None and row.locked_until > now):
+            # The typed name is not recorded: people type passwords into it by mistake.
+            await PASSWORDS.run(self.passwords.decoy, password)
+            right = False
+        else:
+            right = await PASSWORDS.run(self.passwords.verify, row.password_hash, password)
+        rehashed = None
+        if row is not None and right and self.passwords.needs_rehash(row.password_hash):
+            rehashed = await PASSWORDS.run(self.passwords.hash, password)
+        result = await self.storage.run(
+            lambda s: self._record_login(s, row, right, rehashed, now, client)
+        )
+        if result.account is not None:
+            logger.info("staff account %s signed in", result.account.id)
+        else:
+            logger.info("a dashboard sign-in was refused (%s)", result.failure)
+        return result
 
-        def refuse(s: Session, subject: str, reason: str, **details: object) -> None:
+    def _record_login(
+        self,
+        s: Session,
+        view: _LoginView | None,
+        right: bool,
+        rehashed: str | None,
+        now: datetime,
+        client: str,
+    ) -> LoginResult:
+        def refuse(subject: str, reason: str, **details: object) -> None:
+            actor = f"staff:{subject}" if subject != "unknown" else "anonymous"
             s.add(
                 audit_event(
-                    f"staff:{subject}" if subject != "unknown" else "anonymous",
+                    actor,
                     "staff.login_failed",
                     "staff_user",
                     subject,
@@ -223,43 +276,41 @@ class StaffAccounts:
             )
             s.commit()
 
-        def work(s: Session) -> LoginResult:
-            row = s.exec(
-                select(StaffUser).where(StaffUser.username == name).with_for_update()
-            ).first()
-            if row is None or row.id is None:
-                # The typed name is not recorded: people type passwords into it by mistake.
-                self.passwords.decoy(password)
-                refuse(s, "unknown", "unknown_user")
-                return LoginResult(None, LoginFailure.WRONG)
-            subject = str(row.id)
-            locked_until = aware(row.locked_until)
-            if locked_until is not None and locked_until > now:
-                self.passwords.decoy(password)
-                refuse(s, subject, "locked")
-                return LoginResult(None, LoginFailure.LOCKED, locked_until)
-            right = self.passwords.verify(row.password_hash, password)
-            if row.disabled:
-                refuse(s, subject, "disabled")
-                return LoginResult(None, LoginFailure.DISABLED if right else LoginFailure.WRONG)
-            if not right:
-                return self._count_failure(s, row, now, refuse)
-            row.failed_logins, row.locked_until = 0, None
-            if self.passwords.needs_rehash(row.password_hash):
-                row.password_hash = self.passwords.hash(password)
-            s.add(row)
-            s.add(
-                audit_event(f"staff:{subject}", "staff.login", "staff_user", subject, client=client)
+        if view is None:
+            refuse("unknown", "unknown_user")
+            return LoginResult(None, LoginFailure.WRONG)
+        subject = str(view.id)
+        if not right:
+            # The write comes first: it takes SQLite's write lock (PostgreSQL's row lock)
+            # before the count is read, so two wrong guesses at once both count.
+            s.exec(
+                update(StaffUser)
+                .where(col(StaffUser.id) == view.id)
+                .values(failed_logins=col(StaffUser.failed_logins) + 1)
             )
-            s.commit()
-            return LoginResult(account_from_row(row))
-
-        result = await self.storage.run(work)
-        if result.account is not None:
-            logger.info("staff account %s signed in", result.account.id)
-        else:
-            logger.info("a dashboard sign-in was refused (%s)", result.failure)
-        return result
+        row = s.get(StaffUser, view.id)
+        if row is None:  # deleted meanwhile
+            refuse("unknown", "unknown_user")
+            return LoginResult(None, LoginFailure.WRONG)
+        locked_until = aware(row.locked_until)
+        if locked_until is not None and locked_until > now:
+            if not right:  # a guess against a locked account does not count towards a new lock
+                row.failed_logins -= 1
+                s.add(row)
+            refuse(subject, "locked")
+            return LoginResult(None, LoginFailure.LOCKED, locked_until)
+        if row.disabled:
+            refuse(subject, "disabled")
+            return LoginResult(None, LoginFailure.DISABLED if right else LoginFailure.WRONG)
+        if not right:
+            return self._count_failure(s, row, now, refuse)
+        row.failed_logins, row.locked_until = 0, None
+        if rehashed is not None and row.password_hash == view.password_hash:
+            row.password_hash = rehashed
+        s.add(row)
+        s.add(audit_event(f"staff:{subject}", "staff.login", "staff_user", subject, client=client))
+        s.commit()
+        return LoginResult(account_from_row(row))
 
     def _count_failure(
         self,
@@ -268,11 +319,9 @@ class StaffAccounts:
         now: datetime,
         refuse: Callable[..., None],
     ) -> LoginResult:
-        row.failed_logins += 1
         failures = row.failed_logins
         if failures < self.policy.max_failures:
-            s.add(row)
-            refuse(s, str(row.id), "wrong_password", failures=failures)
+            refuse(str(row.id), "wrong_password", failures=failures)
             return LoginResult(None, LoginFailure.WRONG)
         # Locked: the count starts again when the lock runs out.
         row.failed_logins = 0
@@ -288,6 +337,6 @@ class StaffAccounts:
                 failures=failures,
             )
         )
-        refuse(s, str(row.id), "wrong_password", failures=failures)
+        refuse(str(row.id), "wrong_password", failures=failures)
         logger.warning("staff account %s locked after %d failed sign-ins", row.id, failures)
         return LoginResult(None, LoginFailure.LOCKED, row.locked_until)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -60,18 +61,31 @@ class LLMBackend:
         return _text(result.content)
 
     async def stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> AsyncIterator[str]:
-        """Yield the answer in pieces as the model produces them."""
+        """Yield the answer in pieces as the model produces them, all within `timeout_s`.
+
+        One deadline for the whole answer, not per piece: a server trickling a token just
+        inside every read timeout (a vLLM swapping to disk) is still cut off in time.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         iterator = self.model.astream(list(messages), **kwargs).__aiter__()
-        while True:
-            try:
-                chunk = await asyncio.wait_for(iterator.__anext__(), self.timeout_s)
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                raise self._unavailable(exc) from exc
-            piece = _text(chunk.content)
-            if piece:
-                yield piece
+        try:
+            while True:
+                try:
+                    left = max(0.0, deadline - loop.time())
+                    chunk = await asyncio.wait_for(iterator.__anext__(), left)
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    raise self._unavailable(exc) from exc
+                piece = _text(chunk.content)
+                if piece:
+                    yield piece
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:  # ends the request (the model stops writing for nobody)
+                with contextlib.suppress(Exception):
+                    await close()
 
     async def structured(self, messages: Sequence[BaseMessage], schema: type[M]) -> M:
         """Return the model's answer parsed into `schema` (JSON-schema constrained output)."""

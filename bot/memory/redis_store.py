@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -12,27 +15,53 @@ from bot.errors import MemoryUnavailable
 from bot.memory.base import SessionStore, Turn
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class RedisSessionStore(SessionStore):
-    """Keep each chat's recent turns (a list of JSON strings) under a namespaced key."""
+    """Keep each chat's recent turns (a list of JSON strings) under a namespaced key.
+
+    Only a cache (the database is the record), so it may fail but never be slow: each call
+    waits at most `timeout_s` (a Redis on the same network answers in a millisecond), and
+    after a failure the store is left alone for `cooldown_s`, so a hung Redis (stopped,
+    swapping, a dead network path) costs one turn half a second, not every turn.
+    """
 
     def __init__(
-        self, client: Redis, ttl_s: int, max_turns: int, namespace: str = "carebot"
+        self,
+        client: Redis,
+        ttl_s: int,
+        max_turns: int,
+        namespace: str = "carebot",
+        cooldown_s: float = 5.0,
     ) -> None:
         super().__init__(ttl_s, max_turns)
         self._redis = client
         self._ns = namespace
+        self.cooldown_s = cooldown_s
+        self._resting_until = 0.0
 
     @classmethod
     def from_url(
-        cls, url: str, ttl_s: int, max_turns: int, timeout_s: float = 2.0
+        cls, url: str, ttl_s: int, max_turns: int, timeout_s: float = 0.5
     ) -> RedisSessionStore:
         """Connect lazily to `url` with short timeouts, so a dead Redis fails fast."""
         client = Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
         )
         return cls(client, ttl_s, max_turns)
+
+    async def _call(self, op: Callable[[], Awaitable[T]], probe: bool = False) -> T:
+        if not probe and time.monotonic() < self._resting_until:
+            raise MemoryUnavailable("failed moments ago; resting")
+        try:
+            result = await op()
+        except (RedisError, OSError) as exc:
+            self._resting_until = time.monotonic() + self.cooldown_s
+            raise MemoryUnavailable(type(exc).__name__) from exc
+        if probe:
+            self._resting_until = 0.0
+        return result
 
     def _key(self, chat_key: str, part: str) -> str:
         return f"{self._ns}:session:{chat_key}:{part}"
@@ -41,21 +70,20 @@ class RedisSessionStore(SessionStore):
         if not turns:
             return
         key = self._key(chat_key, "history")
-        try:
+
+        async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.rpush(key, *(t.model_dump_json() for t in turns))
                 pipe.ltrim(key, -self.max_turns, -1)
                 pipe.expire(key, self.ttl_s)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise MemoryUnavailable(type(exc).__name__) from exc
+
+        await self._call(write)
 
     async def history(self, chat_key: str, limit: int | None = None) -> list[Turn]:
         start = -limit if limit else 0
-        try:
-            raw = await self._redis.lrange(self._key(chat_key, "history"), start, -1)
-        except (RedisError, OSError) as exc:
-            raise MemoryUnavailable(type(exc).__name__) from exc
+        key = self._key(chat_key, "history")
+        raw = await self._call(lambda: self._redis.lrange(key, start, -1))
         turns = []
         for item in raw:
             try:
@@ -65,17 +93,13 @@ class RedisSessionStore(SessionStore):
         return turns
 
     async def forget(self, chat_key: str) -> None:
-        try:
-            # "state" was written by versions before the database kept it: erase it too.
-            await self._redis.delete(self._key(chat_key, "state"), self._key(chat_key, "history"))
-        except (RedisError, OSError) as exc:
-            raise MemoryUnavailable(type(exc).__name__) from exc
+        # "state" was written by versions before the database kept it: erase it too.
+        keys = (self._key(chat_key, "state"), self._key(chat_key, "history"))
+        await self._call(lambda: self._redis.delete(*keys))
 
     async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            raise MemoryUnavailable(type(exc).__name__) from exc
+        # Health checks ask Redis itself, resting or not (and end a rest when it answers).
+        await self._call(self._redis.ping, probe=True)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

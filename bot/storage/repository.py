@@ -27,7 +27,7 @@ from bot.storage.tables import (
     Message,
     Patient,
 )
-from bot.workers import STORAGE
+from bot.workers import SQLITE, STORAGE, WorkerPool
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,8 +75,11 @@ def make_engine(url: str, busy_timeout_s: float = 5.0) -> Engine:
 class Storage:
     """Async facade over the SQL database; every failure becomes StorageUnavailable."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, pool: WorkerPool | None = None) -> None:
         self.engine = engine
+        # SQLite: one thread, so calls take its single write lock in turn instead of sleeping
+        # in its busy handler (see bot.workers).
+        self.pool = pool or (SQLITE if engine.dialect.name == "sqlite" else STORAGE)
 
     async def run(self, fn: Callable[[Session], T]) -> T:
         def work() -> T:
@@ -84,7 +87,7 @@ class Storage:
                 return fn(session)
 
         try:
-            return await STORAGE.run(work)
+            return await self.pool.run(work)
         except SQLAlchemyError as exc:
             logger.error("database error: %s", type(exc).__name__)
             raise StorageUnavailable(type(exc).__name__) from exc

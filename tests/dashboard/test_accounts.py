@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from bot.dashboard.sessions import LoginSessions
 from bot.models import utcnow
 from bot.storage.migrate import upgrade
 from bot.storage.repository import Storage, make_engine
-from bot.storage.tables import StaffSession, StaffUser
+from bot.storage.tables import AuditEvent, StaffSession, StaffUser
+from bot.workers import WorkerPool
 
 PASSWORD = "a long enough password"
 
@@ -119,3 +122,37 @@ async def test_a_stream_does_not_keep_a_sign_in_alive(storage: Storage) -> None:
         if await sessions.resolve(token, touch=False) is None:
             break
     assert await sessions.resolve(token) is None
+
+
+async def test_parallel_wrong_guesses_all_count_and_lock_once(tmp_path: Path) -> None:
+    # Four storage threads (a server database's pool): every guess reads the count at the
+    # same moment. A read-then-write count lost guesses on SQLite, where FOR UPDATE is a no-op.
+    engine = make_engine(f"sqlite:///{tmp_path / 'carebot.db'}")
+    upgrade(engine)
+    storage = Storage(engine, WorkerPool("guesses", 4))
+    accounts = StaffAccounts(storage, policy=LockoutPolicy(5, 900))
+    await accounts.add("ada", "Dr Ada", Role.DOCTOR, PASSWORD)
+    results = await asyncio.gather(
+        *(accounts.authenticate("ada", f"wrong guess {n}") for n in range(5))
+    )
+    assert [r.failure for r in results].count(LoginFailure.LOCKED) == 1
+    after = await accounts.authenticate("ada", PASSWORD)
+    assert after.account is None and after.failure is LoginFailure.LOCKED
+    with Session(engine) as s:
+        locks = s.exec(select(AuditEvent).where(AuditEvent.action == "staff.locked")).all()
+    assert len(locks) == 1
+
+
+async def test_a_sign_in_does_not_hold_the_database_while_argon2_runs(storage: Storage) -> None:
+    # SQLite has one storage thread, shared with every patient's message: a password check
+    # (~50 ms of argon2) inside a database call would queue them all behind it.
+    accounts = StaffAccounts(storage)
+    await accounts.add("ada", "Dr Ada", Role.DOCTOR, PASSWORD)
+    signing_in = [asyncio.create_task(accounts.authenticate("ada", PASSWORD)) for _ in range(6)]
+    await asyncio.sleep(0.01)  # the sign-ins are under way (reads done, argon2 running)
+    started = time.perf_counter()
+    await storage.run(lambda s: s.exec(select(StaffUser)).all())
+    waited = time.perf_counter() - started
+    results = await asyncio.gather(*signing_in)
+    assert all(r.account is not None for r in results)
+    assert waited < 0.1, f"a database read waited {waited:.3f} s behind password checks"

@@ -1,10 +1,11 @@
 """Telegram updates to engine calls: thin handlers, kept once in the inbox, ordered per chat.
 
-Receiving is sequential (the order Telegram gave); each update is written to the inbox and
-queued on its chat; the chat's queue calls the engine and delivers the reply, records that it
-arrived, then marks the update done. An update that fails is retried by a sweep with growing
-pauses (and replayed after a restart), then given up; a redelivered update is recognised by
-its id and skipped, and a reply recorded as delivered is never sent again.
+Receiving is sequential (the order Telegram gave) and never waits for the database: each
+update is queued on its chat, whose queue writes it to the inbox, calls the engine, delivers
+the reply, records that it arrived, then marks the update done. An update that fails is
+retried by a sweep with growing pauses (and replayed after a restart), then given up; a
+redelivered update is recognised by its id and skipped, and a reply recorded as delivered is
+never sent again.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from telegram import (
 )
 from telegram.error import BadRequest, Forbidden
 
-from bot.channels.telegram.delivery import Sender, StreamedReply, with_retries
+from bot.channels.telegram.delivery import Sender, with_retries
 from bot.channels.telegram.doctors import DoctorsDesk
 from bot.chat_queues import ChatQueues
 from bot.config import Settings
+from bot.early_warning import EarlyWarning
 from bot.engine import ConversationEngine
 from bot.errors import StorageUnavailable
 from bot.models import IncomingMessage, Reply, TriageLevel
@@ -120,25 +122,55 @@ class TelegramChannel:
     # --- receiving (sequential, in Telegram's order) ---------------------------------------
 
     async def receive(self, update: Update, bot: Bot) -> None:
-        """Keep the update and queue it on its chat; skip it when it was seen before."""
+        """Queue the update on its chat, where it is kept in the inbox and then handled.
+
+        Nothing here waits for the database: PTB hands updates over one at a time, so a slow
+        write here would hold every chat. A patient's text gets an early warning at once (an
+        emergency is answered from the rules if its turn is slow to start).
+        """
         chat = update.effective_chat
         doctors = chat is not None and chat.id == self.settings.doctors_chat_id
         if chat is None or (chat.type != "private" and not doctors):
             return  # other groups are ignored
-        try:
-            added = await self.inbox.add(update.update_id, str(chat.id), update.to_dict())
-        except StorageUnavailable:
-            # Telegram has already moved past this update: answer it now from the rules, or
-            # it is lost without a word (an emergency still gets its instruction).
-            await self._answer_unsaved(update, bot)
-            return
-        if not added:
-            logger.info("update %s seen before; skipped", update.update_id)
+        if update.update_id in self._under_way:
+            logger.info("update %s is already under way; skipped", update.update_id)
             return
         throttle = "ok"
         if update.message is not None:
             throttle = self.limit.check(str(chat.id))
-        self._queue(update, bot, throttle)
+        self._queue(update, bot, throttle, self._early_warning(update, bot), keep=True)
+
+    def _early_warning(self, update: Update, bot: Bot) -> EarlyWarning | None:
+        message = update.message
+        if message is None or message.chat.type != "private" or not message.text:
+            return None
+        if message.text.startswith("/"):
+            return None  # a command
+        sender = Sender(bot, message.chat_id, reply_to=message.message_id)
+
+        async def send(reply: Reply) -> None:
+            await sender.send(reply.text)
+
+        msg = self._incoming(message, message.text)
+        return self.engine.early_warning(msg, send, self.settings.early_warning_s)
+
+    async def _keep(self, update: Update, bot: Bot, early: EarlyWarning | None) -> bool:
+        """Write the update to the inbox; False when it needs no handling here."""
+        assert update.effective_chat is not None
+        try:
+            added = await self.inbox.add(
+                update.update_id, str(update.effective_chat.id), update.to_dict()
+            )
+        except StorageUnavailable:
+            # Telegram has already moved past this update: answer it now from the rules, or
+            # it is lost without a word (an emergency still gets its instruction).
+            await self._answer_unsaved(update, bot, early)
+            return False
+        if not added:
+            logger.info("update %s seen before; skipped", update.update_id)
+            if early is not None:
+                await early.settle()
+        return added
 
     async def replay(self, bot: Bot) -> int:
         """Queue the updates a previous run kept but did not finish; return how many."""
@@ -177,40 +209,68 @@ class TelegramChannel:
             queued += 1
         return queued
 
-    def _queue(self, update: Update, bot: Bot, throttle: str) -> None:
+    def _queue(
+        self,
+        update: Update,
+        bot: Bot,
+        throttle: str,
+        early: EarlyWarning | None = None,
+        keep: bool = False,
+    ) -> None:
+        """Queue the update on its chat; `keep`: write it to the inbox first (a new update)."""
         assert update.effective_chat is not None
         self._under_way.add(update.update_id)
 
         async def job() -> None:
             try:
-                await self.process(update, bot, throttle)
+                if keep and not await self._keep(update, bot, early):
+                    return
+                await self.process(update, bot, throttle, early)
             finally:
                 self._under_way.discard(update.update_id)
 
         if not self.queues.submit(str(update.effective_chat.id), job):
-            # The chat's queue is full (a flood): the update waits in the inbox for a sweep.
+            # The chat's queue is full (a flood): the update waits in the inbox for a sweep
+            # (an early warning still fires for an emergency in it).
             self._under_way.discard(update.update_id)
+            if keep:
+                self._background(self._keep_for_later(update))
+
+    async def _keep_for_later(self, update: Update) -> None:
+        assert update.effective_chat is not None
+        try:
+            await self.inbox.add(update.update_id, str(update.effective_chat.id), update.to_dict())
+        except StorageUnavailable:
+            logger.error(
+                "update %s: dropped in a flood while the database failed", update.update_id
+            )
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer_unsaved(self, update: Update, bot: Bot) -> None:
+    async def _answer_unsaved(
+        self, update: Update, bot: Bot, early: EarlyWarning | None = None
+    ) -> None:
         """Answer a private message that could not be stored, from the rules alone."""
+        warned = await early.settle() if early is not None else None
         message = update.message
         if message is None or message.chat.type != "private":
             return
         msg = self._incoming(message, message.text or message.caption or "")
-        reply = await self.engine.unsaved(msg)
+        reply = await self.engine.unsaved(msg, warned)
         try:
-            await Sender(bot, message.chat_id, reply_to=message.message_id).send(reply.text)
+            sender = Sender(bot, message.chat_id, reply_to=message.message_id)
+            await sender.send(reply.unsent())
         except Exception as exc:  # nothing is stored to retry from: log and carry on
             logger.error("update %s: unsaved reply not delivered (%s)", update.update_id, exc)
 
     # --- processing (per chat, in order) ----------------------------------------------------
 
-    async def process(self, update: Update, bot: Bot, throttle: str = "ok") -> None:
+    async def process(
+        self, update: Update, bot: Bot, throttle: str = "ok", early: EarlyWarning | None = None
+    ) -> None:
         """Answer one update and mark it done; a failure is retried later, then given up."""
         try:
             chat = update.effective_chat
@@ -224,7 +284,7 @@ class TelegramChannel:
             elif update.edited_message is not None:
                 await self._edited(update.edited_message, bot)
             elif update.message is not None:
-                await self._message(update.message, bot, throttle)
+                await self._message(update.message, bot, throttle, early)
         except Forbidden:
             logger.info("update %s: the patient blocked the bot", update.update_id)
             await self._settle(update.update_id, "undeliverable")
@@ -266,7 +326,9 @@ class TelegramChannel:
             **extra,
         )
 
-    async def _message(self, message: Message, bot: Bot, throttle: str) -> None:
+    async def _message(
+        self, message: Message, bot: Bot, throttle: str, early: EarlyWarning | None = None
+    ) -> None:
         sender = Sender(bot, message.chat_id, reply_to=message.message_id)
         text = message.text or ""
         if message.text is None:
@@ -275,22 +337,24 @@ class TelegramChannel:
             await self._send(sender, await self.engine.acknowledge(msg, notice))
             return
         if self.desk is not None and await self.desk.private_message(message):
+            if early is not None:
+                await early.settle()
             return  # a doctor talking to their patient
         msg = self._incoming(message, text)
         if throttle != "ok":
             slow_down = "slow_down" if throttle == "notify" else None
-            await self._send(sender, await self.engine.acknowledge(msg, slow_down))
+            await self._send(sender, await self.engine.acknowledge(msg, slow_down, early=early))
             return
         command = command_of(text)
         if command is not None and command[0] in self.commands:
             await self.commands[command[0]](msg, sender)
             return
-        streamed = StreamedReply(sender, self.settings.telegram_edit_interval_s)
+        # Patients see "typing..." until the answer has passed the groundedness check: a
+        # streamed draft would show (and Telegram's notification preview would keep) words
+        # that the check may replace, and a draft cut off by a crash stays on their screen.
         async with sender.typing():
-            reply = await self.engine.handle(msg, on_delta=streamed.on_delta)
-        if reply.kind != "delivered":
-            sent = await streamed.finish(reply.text, self._markup(reply))
-            await self.engine.delivered(reply, sent)
+            reply = await self.engine.handle(msg, early=early)
+        await self._send(sender, reply)
 
     async def _edited(self, message: Message, bot: Bot) -> None:
         """An edit is answered only when it adds red flags (it is re-triaged then)."""
@@ -387,5 +451,5 @@ class TelegramChannel:
         """Send a reply unless it already arrived (a replay), and record that it did."""
         if reply is None or reply.kind == "delivered":
             return
-        sent = await sender.send(reply.text, markup or self._markup(reply))
+        sent = await sender.send(reply.unsent(), markup or self._markup(reply))
         await self.engine.delivered(reply, [m.message_id for m in sent])

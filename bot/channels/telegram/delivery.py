@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -134,53 +133,3 @@ class Sender:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-class StreamedReply:
-    """A reply that grows as the LLM streams: one message, edited at a bounded rate.
-
-    The draft is plain text and may be replaced by the final reply (the groundedness check
-    can swap a draft for quoted guidelines), so `finish` always rewrites it.
-    """
-
-    def __init__(self, sender: Sender, interval_s: float = 1.0, limit: int = 3500) -> None:
-        self.sender, self.interval_s, self.limit = sender, interval_s, limit
-        self.message: Message | None = None
-        self._draft = ""
-        self._shown = ""
-        # The first draft appears only when the answer takes longer than one interval: a
-        # quick answer arrives as one message, a slow one is seen growing.
-        self._last_edit = time.monotonic()
-
-    async def on_delta(self, piece: str) -> None:
-        """Add streamed text; edit the message when the interval has passed."""
-        self._draft += piece
-        now = time.monotonic()
-        if now - self._last_edit < self.interval_s or len(self._draft) > self.limit:
-            return
-        self._last_edit = now
-        text = self._draft.strip() + " …"
-        try:
-            if self.message is None:
-                self.message = (await self.sender.send(text))[0]
-            elif text != self._shown:
-                await self.sender.edit(self.message, text)
-            self._shown = text
-        except Exception as exc:  # a draft that fails to show is not worth failing the reply
-            logger.warning("streaming edit failed: %s", type(exc).__name__)
-
-    async def finish(self, text: str, markup: InlineKeyboardMarkup | None = None) -> list[int]:
-        """Show the final reply: edit the draft into its first part, send the rest.
-
-        Returns the Telegram ids of the messages that now show the reply.
-        """
-        parts = split_message(text)
-        if self.message is None or not parts:
-            return [m.message_id for m in await self.sender.send(text, markup)]
-        await self.sender.edit(self.message, parts[0], markup if len(parts) == 1 else None)
-        shown = [self.message.message_id]
-        for i, part in enumerate(parts[1:], start=1):
-            last = i == len(parts) - 1
-            sent = await self.sender.send_part(part, markup if last else None, first=False)
-            shown.append(sent.message_id)
-        return shown
