@@ -17,6 +17,7 @@ from bot.config import Settings, load_settings
 from bot.dashboard.commands import register as register_user_commands
 from bot.errors import ConfigError
 from bot.guideline_commands import register as register_guideline_commands
+from bot.log_safety import protect_logs
 from bot.prompt_commands import register as register_prompt_commands
 
 if TYPE_CHECKING:
@@ -43,10 +44,8 @@ def _settings() -> Settings:
     )
     # Alembic announces each of its plugins at INFO on import: noise in every command's output.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    # httpx and httpcore log every request URL, and a Bot API URL holds the bot token: only
-    # their warnings and errors (which name no URL) are kept, whatever the level above.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # No bot token, password or key in any log line (bot.log_safety).
+    protect_logs(settings)
     return settings
 
 
@@ -105,6 +104,7 @@ def serve(
         port=port or settings.web_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,  # dashboards' live streams never end by themselves
+        log_config=None,  # uvicorn's loggers go through the root handlers and their redaction
     )
 
 

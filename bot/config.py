@@ -6,10 +6,19 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,12 +36,12 @@ class Settings(BaseSettings):
 
     # --- data --------------------------------------------------------------------------------
     data_dir: Path = Field(default=Path("data"), description="Folder for SQLite, Chroma, logs.")
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "CAREBOT_DATABASE_URL"),
         description="SQLAlchemy URL; default SQLite file in the data folder.",
     )
-    redis_url: str | None = Field(
+    redis_url: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("REDIS_URL", "CAREBOT_REDIS_URL"),
         description="Redis for session memory; unset = embedded in-process store.",
@@ -76,7 +85,9 @@ class Settings(BaseSettings):
     llm_backend: Literal["embedded", "openai"] = "embedded"
     llm_base_url: str = Field(default="http://127.0.0.1:8001/v1", description="OpenAI-style URL.")
     llm_model: str = Field(default="smollm2", description="Model name served at the base URL.")
-    llm_api_key: str = Field(default="not-needed", description="API key for the LLM server.")
+    llm_api_key: SecretStr = Field(
+        default=SecretStr("not-needed"), description="API key for the LLM server."
+    )
     llm_timeout_s: float = Field(default=30.0, gt=0, description="Per-request LLM timeout.")
     llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries on LLM errors.")
     llm_max_tokens: int = Field(default=256, gt=0, le=8192, description="Answer length cap.")
@@ -132,7 +143,7 @@ class Settings(BaseSettings):
     )
 
     # --- channels ----------------------------------------------------------------------------
-    telegram_bot_token: str | None = Field(
+    telegram_bot_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "CAREBOT_TELEGRAM_BOT_TOKEN"),
     )
@@ -151,11 +162,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TELEGRAM_WEBHOOK_LISTEN", "CAREBOT_TELEGRAM_WEBHOOK_LISTEN"),
         description="host:port the webhook server listens on (behind your HTTPS proxy).",
     )
-    telegram_webhook_secret: str | None = Field(
+    telegram_webhook_secret: SecretStr | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9_-]{1,256}$",
         validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET", "CAREBOT_TELEGRAM_WEBHOOK_SECRET"),
-        description="Bot API secret_token checked on every webhook request; unset: random.",
+        description="Bot API secret_token checked on every webhook request (required with a "
+        "webhook URL): 1-256 letters, digits, '_' or '-'.",
     )
     telegram_rate_limit_messages: int = Field(
         default=8, ge=1, le=1000, description="Messages a chat may send per rate-limit window."
@@ -255,10 +266,11 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        url = value.get_secret_value() if value is not None else ""
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
-        return value or None
+        return value if url else None
 
     @field_validator("case_realert_s")
     @classmethod
@@ -281,7 +293,27 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         """Return the database URL, defaulting to a SQLite file in the data folder."""
-        return self.database_url or f"sqlite:///{self.data_dir / 'carebot.db'}"
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'carebot.db'}"
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's own rule for secret_token; checked here so the error can hide the value.
+        if value is not None and not WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("use 1-256 letters, digits, '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        # Without it anyone who finds the URL can post updates as any patient or doctor.
+        if self.telegram_webhook_url and self.telegram_webhook_secret is None:
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_WEBHOOK_URL is set "
+                "(Telegram sends it with every update; requests without it are refused)"
+            )
+        return self
 
 
 # Field name -> the variable a person sets, for error messages.
@@ -300,6 +332,12 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            problems.append(f"{_variable_name(field)}: {err['msg']} (got {err.get('input')!r})")
+            field = str(err["loc"][0]) if err["loc"] else ""
+            if not field:  # a rule across settings: its message names the variables
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            info = Settings.model_fields.get(field)
+            secret = info is not None and "SecretStr" in str(info.annotation)
+            shown = "value hidden" if secret else f"got {err.get('input')!r}"
+            problems.append(f"{_variable_name(field)}: {err['msg']} ({shown})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from exc

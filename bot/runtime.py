@@ -62,7 +62,7 @@ def build_sessions(settings: Settings) -> SessionStore:
     """Return Redis session memory when REDIS_URL is set, else the embedded store."""
     if settings.redis_url:
         return RedisSessionStore.from_url(
-            settings.redis_url, settings.session_ttl_s, settings.history_turns
+            settings.redis_url.get_secret_value(), settings.session_ttl_s, settings.history_turns
         )
     return InMemorySessionStore(settings.session_ttl_s, settings.history_turns)
 

@@ -39,7 +39,8 @@ async def _fresh_embedded_store(rt: Runtime) -> None:
 
 
 async def _flush_redis(rt: Runtime) -> None:
-    client = Redis.from_url(str(rt.settings.redis_url))
+    assert rt.settings.redis_url is not None
+    client = Redis.from_url(rt.settings.redis_url.get_secret_value())
     await client.flushall()
     await client.aclose()
 

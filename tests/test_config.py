@@ -22,9 +22,9 @@ def test_conventional_names_are_accepted(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("CAREBOT_LLM_BACKEND", "openai")
     monkeypatch.setenv("CAREBOT_LLM_BASE_URL", "http://10.0.0.5:8000/v1")
     s = load_settings()
-    assert s.redis_url == "redis://127.0.0.1:6390/2"
+    assert s.redis_url is not None and s.redis_url.get_secret_value() == "redis://127.0.0.1:6390/2"
     assert s.sqlalchemy_url == "postgresql://carebot@127.0.0.1/carebot"
-    assert s.telegram_bot_token == "123:abc"
+    assert s.telegram_bot_token is not None and s.telegram_bot_token.get_secret_value() == "123:abc"
     assert (s.llm_backend, s.llm_base_url) == ("openai", "http://10.0.0.5:8000/v1")
 
 
@@ -32,7 +32,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("CAREBOT_EMERGENCY_NUMBER=999\nREDIS_URL=redis://h:1/0\n")
     s = load_settings()
     assert s.emergency_number == "999"
-    assert s.redis_url == "redis://h:1/0"
+    assert s.redis_url is not None and s.redis_url.get_secret_value() == "redis://h:1/0"
 
 
 @pytest.mark.parametrize(

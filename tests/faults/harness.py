@@ -30,6 +30,7 @@ from tests.faults.llm_server import FaultyLLMServer
 from tests.servers import free_port
 
 EMERGENCY_S = 2.0
+TOKEN = "123456:FAULTS-campaign-token"
 INSTRUCTION = "Call 112 now"
 CHEST = "crushing chest pain and sweating for 20 minutes"
 STROKE = "my face is drooping on one side and my speech is slurred"
@@ -162,7 +163,7 @@ class Campaign:
         self.carebot = CareBotProcess(
             folder,
             {
-                "TELEGRAM_BOT_TOKEN": "123:FAULTS",
+                "TELEGRAM_BOT_TOKEN": TOKEN,
                 "TELEGRAM_API_BASE_URL": api.base_url,
                 "CAREBOT_DOCTORS_CHAT_ID": str(DOCTORS),
                 "CAREBOT_TELEGRAM_RETRY_FIRST_S": "1",
@@ -292,10 +293,18 @@ class Campaign:
             ).fetchall()
         assert not doubled, f"messages with two stored replies: {doubled}"
 
+    def log_is_clean(self) -> None:
+        """The process's whole log holds neither the bot token nor what patients wrote."""
+        log = self.carebot.log.read_text(errors="replace")
+        assert TOKEN not in log, "the bot token is in the log"
+        leaked = [s.text for s in self.sent if len(s.text) > 20 and s.text in log]
+        assert not leaked, f"patient text in the log: {leaked[:3]}"
+
     def all_checks(self) -> None:
         self.emergencies_answered_in_time()
         self.everything_stored()
         self.nothing_twice()
+        self.log_is_clean()
 
     def close(self) -> None:
         self._stopping.set()

@@ -183,6 +183,7 @@ def test_telegram_refusing_sends(make: Make) -> None:
     # here only "answered, and once" is asserted.
     campaign.everything_stored()
     campaign.nothing_twice()
+    campaign.log_is_clean()
 
 
 def test_kill_9_mid_turn_then_restart(make: Make, llm: FaultyLLMServer) -> None:
@@ -214,3 +215,4 @@ def test_kill_9_mid_turn_then_restart(make: Make, llm: FaultyLLMServer) -> None:
     assert campaign.api.texts(HANDED_OFF)
     campaign.everything_stored()
     campaign.nothing_twice()
+    campaign.log_is_clean()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlparse
@@ -95,7 +94,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     """
     base = (settings.telegram_api_base_url or "https://api.telegram.org").rstrip("/")
     bot = ExtBot(
-        token=settings.telegram_bot_token or "",
+        token=settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else "",
         base_url=f"{base}/bot",
         base_file_url=f"{base}/file/bot",
         request=HTTPXRequest(connection_pool_size=64),
@@ -159,7 +158,8 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
     assert application.updater is not None
     if settings.telegram_webhook_url:
         host, _, port = settings.telegram_webhook_listen.rpartition(":")
-        secret = settings.telegram_webhook_secret or secrets.token_urlsafe(32)
+        assert settings.telegram_webhook_secret is not None  # required with a webhook URL
+        secret = settings.telegram_webhook_secret.get_secret_value()
         await application.updater.start_webhook(
             listen=host,
             port=int(port),

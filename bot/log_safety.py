@@ -1,0 +1,89 @@
+"""Keep secrets out of the logs, whatever a library decides to log.
+
+The first defence is not logging them: libraries whose lower levels carry secrets or patient
+text (`QUIET_LOGGERS`) are held above those levels, whatever the level a deployment sets.
+The second is a filter on every root handler that rewrites each record, message and
+traceback, replacing the configured secrets and anything shaped like a Bot API token with
+"[redacted]". A library that starts
+logging URLs at a new level, or an exception whose text quotes a URL, is caught here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from bot.config import Settings
+
+REDACTED = "[redacted]"
+# A Bot API token: the bot's numeric id, a colon, 35 URL-safe characters.
+BOT_TOKEN = re.compile(r"\b\d{5,16}:[A-Za-z0-9_-]{30,}")
+# Libraries whose lower levels carry secrets or patient text, and the least level kept:
+# httpx and httpcore log each request URL (a Bot API URL holds the token) at INFO and DEBUG;
+# python-telegram-bot logs whole Bot API results, patients' messages included, at DEBUG.
+QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "telegram": logging.INFO}
+
+
+class RedactSecrets(logging.Filter):
+    """Replace secrets in a record's message and traceback (the record is rewritten once)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        # Short values would redact ordinary words; real secrets are long.
+        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self._formatter = logging.Formatter()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return BOT_TOKEN.sub(REDACTED, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_carebot_redacted", False):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: keep what can be kept
+            message = str(record.msg)
+        record.msg, record.args = self.redact(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        record._carebot_redacted = True
+        return True
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """The configured secret values (and the password inside each database/Redis URL)."""
+    values = []
+    for secret in (
+        settings.telegram_bot_token,
+        settings.telegram_webhook_secret,
+        settings.llm_api_key,
+        settings.database_url,
+        settings.redis_url,
+    ):
+        if secret is None:
+            continue
+        value = secret.get_secret_value()
+        values.append(value)
+        password = re.search(r"://[^:/@]*:([^@]+)@", value)
+        if password:
+            values.append(password.group(1))
+    return values
+
+
+def protect_logs(settings: Settings) -> RedactSecrets:
+    """Hold talkative libraries above their revealing levels; redact on every root handler."""
+    for name, least in QUIET_LOGGERS.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(max(least, logger.level))
+    redact = RedactSecrets(secrets_of(settings))
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, RedactSecrets)]:
+            handler.removeFilter(old)
+        handler.addFilter(redact)
+    return redact
