@@ -113,3 +113,22 @@ async def test_a_warning_sent_before_the_database_gave_up_is_followed_only_by_th
     texts = [t for _, t in patient.seen]
     assert len(texts) == 2 and "Call 112" in texts[0], texts
     assert "could not save this message" in texts[1] and "Call 112" not in texts[1]
+
+
+async def test_a_chinese_emergency_is_warned_in_chinese_and_empty_text_never_warns(
+    make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    rt = await make_runtime(early_warning_s=WAIT_S)
+    await rt.engine.handle(patient_message("hello", "earlier"))
+    patient = Patient()
+    chinese = patient_message("我胸口压榨样疼痛，还出冷汗，已经二十分钟了", "zh-locked")
+    empty = patient_message("   ", "empty-locked")
+    with database_locked_for(tmp_path / "data" / "carebot.db", 2.0):
+        warnings = [rt.engine.early_warning(m, patient.warn, WAIT_S) for m in (chinese, empty)]
+        replies = await asyncio.gather(
+            rt.engine.handle(chinese, early=warnings[0]), rt.engine.handle(empty, early=warnings[1])
+        )
+    assert len(patient.seen) == 1, patient.seen  # the empty message: nothing to read, no warning
+    warned_at, text = patient.seen[0]
+    assert warned_at < 1.0 and "112" in text and "急" in text
+    assert replies[0].unsent().count("112") <= 1 and "112" not in replies[1].text

@@ -21,7 +21,6 @@ class FaultyLLMServer:
 
     def __init__(self, mode: str = "ok", interval_s: float = 1.0) -> None:
         self.mode, self.interval_s = mode, interval_s
-        self.requests = 0
         self.streams = 0  # streamed answers begun
         self._stopping = threading.Event()
         server = self
@@ -38,7 +37,6 @@ class FaultyLLMServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                server.requests += 1
                 mode = server.mode
                 if mode == "down":
                     self.close_connection = True
