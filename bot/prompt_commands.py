@@ -1,6 +1,11 @@
-"""`carebot prompts list|show|diff|publish|rollback`: prompt versions from a terminal.
+"""`carebot prompts list|show|diff|publish|rollback|requests|approve|reject`: prompt versions
+from a terminal.
 
-A running CareBot picks a published version up within CAREBOT_PROMPT_RELOAD_S seconds.
+A running CareBot picks a published version up within CAREBOT_PROMPT_RELOAD_S seconds. A
+change to a safety-critical text waits for approval: `approve` and `reject` sign in as a
+clinician's or admin's staff account (its password is asked for), which must not be the
+account that proposed the change. Whoever runs these commands can reach the database, so
+this proves a second staff credential, not a second person at the keyboard (docs/security.md).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from typing import Annotated
 
 import typer
 
-from bot.prompt_store import PromptStore, PublishRefused, diff
+from bot.prompt_approvals import ApprovalRequest, PublishRefused, Reviewer
+from bot.prompt_store import PromptStore, Version, diff
 
 prompts_app = typer.Typer(help="Versioned prompt templates.", no_args_is_help=True)
 _By = Annotated[str, typer.Option("--by", help="Who makes the change, for the audit log.")]
@@ -31,6 +37,43 @@ def _store() -> PromptStore:
     store = PromptStore(Storage(db), PromptLibrary(settings.prompts_dir))
     asyncio.run(store.seed())
     return store
+
+
+def _signer(store: PromptStore, by: str) -> tuple[str, str]:
+    """The author and account key for `--by`: a staff account when it names one."""
+    from bot.dashboard.accounts import StaffAccounts
+
+    accounts = asyncio.run(StaffAccounts(store.storage).all())
+    account = next((a for a in accounts if a.username == by.strip().lower()), None)
+    return (account.author, account.label) if account else (by, f"cli:{by}"[:64])
+
+
+def _reviewer(store: PromptStore, username: str, password_stdin: bool) -> Reviewer:
+    """Sign `username` in with their password, as the dashboard would."""
+    import getpass
+
+    from bot.dashboard.accounts import StaffAccounts
+
+    password = (
+        sys.stdin.readline().rstrip("\r\n")
+        if password_stdin
+        else getpass.getpass(f"Password for {username}: ")
+    )
+    result = asyncio.run(StaffAccounts(store.storage).authenticate(username, password, "cli"))
+    if result.account is None:
+        raise _fail("not signed in: wrong username or password, or the account is locked")
+    return result.account.reviewer()
+
+
+def _outcome(name: str, outcome: Version | ApprovalRequest) -> str:
+    if isinstance(outcome, Version):
+        return f"{name} version {outcome.version} is active"
+    return (
+        f"{name}: change {outcome.id} touches safety-critical texts "
+        f"({', '.join(outcome.changes)}) and waits for approval; version "
+        f"{outcome.base_version} stays active. A clinician or admin approves it with:\n"
+        f"  carebot prompts approve {outcome.id} --by USERNAME"
+    )
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -112,12 +155,14 @@ def publish(
     active = asyncio.run(store.active())
     if name not in active:
         raise _fail(f"there is no prompt named {name!r}")
+    author, key = _signer(store, by)
+    base_version = base or active[name].version
     try:
-        version = asyncio.run(store.publish(name, source, by, note, base or active[name].version))
+        outcome = asyncio.run(store.publish(name, source, author, note, base_version, key))
     except PublishRefused as exc:
         problems = "".join(f"\n  - {p}" for p in exc.problems)
         raise _fail(f"not published: {exc}{problems}") from exc
-    typer.echo(f"{name} version {version.version} is active")
+    typer.echo(_outcome(name, outcome))
 
 
 @prompts_app.command("rollback")
@@ -128,11 +173,102 @@ def rollback(
     note: Annotated[str, typer.Option("--note", help="Why.")] = "",
 ) -> None:
     """Make an earlier version active again (as a new version)."""
+    store = _store()
+    author, key = _signer(store, by)
     try:
-        restored = asyncio.run(_store().rollback(name, version, by, note))
+        restored = asyncio.run(store.rollback(name, version, author, note, key))
     except PublishRefused as exc:
         raise _fail(f"not rolled back: {exc}") from exc
-    typer.echo(f"{name} version {restored.version} (the text of version {version}) is active")
+    if isinstance(restored, Version):
+        typer.echo(f"{name} version {restored.version} (the text of version {version}) is active")
+    else:
+        typer.echo(_outcome(name, restored))
+
+
+_Username = Annotated[str, typer.Option("--by", help="Your staff username (clinician or admin).")]
+_PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+
+
+@prompts_app.command("requests")
+def requests(
+    show: Annotated[
+        int | None, typer.Option("--show", help="Print one change: its texts and diff.")
+    ] = None,
+) -> None:
+    """Changes to safety-critical texts waiting for approval."""
+    store = _store()
+    if show is not None:
+        _show_request(store, show)
+        return
+    waiting = asyncio.run(store.reviews.requests())
+    for r in waiting:
+        typer.echo(
+            f"#{r.id:<4} {r.name:<16} {r.requested_at:%Y-%m-%d %H:%M}  {r.author}: {r.note} "
+            f"[{', '.join(r.changes)}]"
+        )
+    if not waiting:
+        typer.echo("nothing waits for approval")
+
+
+def _show_request(store: PromptStore, request_id: int) -> None:
+    from bot.cli import _settings
+
+    request = asyncio.run(store.reviews.request(request_id))
+    if request is None:
+        raise _fail(f"there is no change numbered {request_id}")
+    typer.echo(f"change {request.id} to {request.name}: {request.status}, by {request.author}")
+    typer.echo(f"why: {request.note}\n")
+    if request.name in store.library.groups:
+        settings = _settings()
+        numbers = settings.emergency_numbers
+
+        def number_for(language: str) -> str:
+            return numbers.get(language, settings.emergency_number)
+
+        for sample in store.library.render_texts(request.source, request.changes, number_for):
+            typer.echo(f"--- {sample.key} ({sample.language}), as patients would read it:")
+            typer.echo(sample.text + "\n")
+    base = asyncio.run(store.version(request.name, request.base_version))
+    typer.echo(
+        diff(base.source if base else "", request.source, f"v{request.base_version}", "change")
+    )
+
+
+@prompts_app.command("approve")
+def approve(
+    request_id: Annotated[int, typer.Argument(help="The change's number (see `requests`).")],
+    by: _Username,
+    note: Annotated[str, typer.Option("--note", help="Optional: for the audit log.")] = "",
+    password_stdin: _PasswordStdin = False,
+) -> None:
+    """Publish a waiting change to safety-critical texts, after reading it (`diff`)."""
+    store = _store()
+    reviewer = _reviewer(store, by, password_stdin)
+    try:
+        version = asyncio.run(store.reviews.approve(request_id, reviewer, note))
+    except PublishRefused as exc:
+        problems = "".join(f"\n  - {p}" for p in exc.problems)
+        raise _fail(f"not approved: {exc}{problems}") from exc
+    typer.echo(f"{version.name} version {version.version} is active (approved by {by})")
+
+
+@prompts_app.command("reject")
+def reject(
+    request_id: Annotated[int, typer.Argument(help="The change's number (see `requests`).")],
+    by: _Username,
+    note: Annotated[str, typer.Option("--note", help="Why it is turned down (required).")],
+    password_stdin: _PasswordStdin = False,
+) -> None:
+    """Turn a waiting change down, saying why."""
+    store = _store()
+    reviewer = _reviewer(store, by, password_stdin)
+    try:
+        done = asyncio.run(store.reviews.reject(request_id, reviewer, note))
+    except PublishRefused as exc:
+        raise _fail(f"not turned down: {exc}") from exc
+    typer.echo(f"change {done.id} to {done.name} turned down")
 
 
 def register(app: typer.Typer) -> None:

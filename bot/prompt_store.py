@@ -20,19 +20,19 @@ from sqlmodel import Session, col, select
 
 from bot.errors import ConfigError, StorageUnavailable
 from bot.models import utcnow
+from bot.prompt_approvals import (
+    ApprovalRequest,
+    ApprovalStatus,
+    Change,
+    PromptReviews,
+    PublishRefused,
+    open_request,
+)
 from bot.prompts import PromptLibrary
 from bot.storage.repository import Storage, audit_event
-from bot.storage.tables import PromptDraft, PromptVersion
+from bot.storage.tables import PromptApproval, PromptDraft, PromptVersion
 
 logger = logging.getLogger(__name__)
-
-
-class PublishRefused(Exception):
-    """A draft that may not be published: invalid, or based on an older version."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
 
 
 class Version(BaseModel):
@@ -45,6 +45,7 @@ class Version(BaseModel):
     note: str
     active: bool
     created_at: datetime
+    approved_by: str | None = None
 
 
 class Draft(BaseModel):
@@ -74,6 +75,7 @@ class PromptStore:
 
     def __init__(self, storage: Storage, library: PromptLibrary) -> None:
         self.storage, self.library = storage, library
+        self.reviews = PromptReviews(self)  # the changes that wait for a second account
 
     async def seed(self) -> None:
         """Make the shipped files version 1 of every prompt that has no version yet."""
@@ -131,74 +133,112 @@ class PromptStore:
         return await self.storage.run(work)
 
     async def publish(
-        self, name: str, source: str, author: str, note: str, base_version: int
-    ) -> Version:
-        """Publish `source` as the next version; refused when invalid or not based on the
-        active version."""
-        problems = self.library.problems(name, source)
-        if problems:
-            raise PublishRefused("the draft is not valid", problems)
-        if not note.strip():
-            raise PublishRefused("a change note is required")
-        return await self._activate(name, source, author, note.strip(), base_version, "published")
-
-    async def rollback(self, name: str, version: int, author: str, note: str) -> Version:
-        """Publish an earlier version's text again, as a new version."""
-        old = await self.version(name, version)
-        if old is None:
-            raise PublishRefused(f"{name} has no version {version}")
-        current = (await self.active())[name]
-        reason = note.strip() or f"rollback to version {version}"
-        return await self._activate(
-            name, old.source, author, reason, current.version, "rolled_back", restored=version
-        )
-
-    async def _activate(
         self,
         name: str,
         source: str,
         author: str,
         note: str,
         base_version: int,
-        action: str,
-        restored: int | None = None,
-    ) -> Version:
-        def work(s: Session) -> Version:
-            current = s.exec(
-                select(PromptVersion)
-                .where(PromptVersion.name == name, col(PromptVersion.active))
-                .with_for_update()
-            ).first()
-            if current is None:
-                raise PublishRefused(f"there is no prompt named {name!r}")
-            if current.version != base_version:
-                raise PublishRefused(
-                    f"{name} changed while you edited it: version {current.version} was "
-                    f"published by {current.author} ({current.note!r}) after your version "
-                    f"{base_version}. Review the diff against version {current.version} and "
-                    "publish again."
-                )
-            current.active = False
-            row = PromptVersion(
-                name=name,
-                version=current.version + 1,
-                source=source,
-                author=author,
-                note=note,
-                active=True,
-            )
-            s.add(current)
-            s.add(row)
-            s.flush()
-            details: dict[str, object] = {"version": row.version, "from": current.version}
-            if restored is not None:
-                details["restored"] = restored
-            s.add(audit_event(author, f"prompt.{action}", "prompt", name, note=note, **details))
-            s.commit()
-            return _version(row)
+        author_key: str | None = None,
+    ) -> Version | ApprovalRequest:
+        """Publish `source` as the next version; refused when invalid or not based on the
+        active version. A change to a safety-critical text is not published but waits for a
+        clinician's approval (the ApprovalRequest returned). `author_key` names the account
+        (default: `author`), so that nobody approves their own change."""
+        problems = self.library.problems(name, source)
+        if problems:
+            raise PublishRefused("the draft is not valid", problems)
+        if not note.strip():
+            raise PublishRefused("a change note is required")
+        change = Change(name, source, author, author_key or author, note.strip(), base_version)
+        return await self.storage.run(lambda s: self._submit(s, change))
 
-        version = await self.storage.run(work)
-        self.library.apply(name, version.source, version.version)  # this worker at once
+    async def rollback(
+        self, name: str, version: int, author: str, note: str, author_key: str | None = None
+    ) -> Version | ApprovalRequest:
+        """Publish an earlier version's text again, as a new version (or ask for approval,
+        as `publish` does)."""
+        old = await self.version(name, version)
+        if old is None:
+            raise PublishRefused(f"{name} has no version {version}")
+        problems = self.library.problems(name, old.source)
+        if problems:  # written under older rules: it cannot come back as it is
+            raise PublishRefused(f"version {version} is not valid today", problems)
+        current = (await self.active())[name]
+        reason = note.strip() or f"rollback to version {version}"
+        change = Change(
+            name, old.source, author, author_key or author, reason, current.version, version
+        )
+        return await self.storage.run(lambda s: self._submit(s, change))
+
+    def _submit(self, s: Session, change: Change) -> Version | ApprovalRequest:
+        current = self.current(s, change)
+        texts = self.library.safety_changes(change.name, current.source, change.source)
+        if not texts:
+            return self.activate(s, change, current)
+        return open_request(s, change, texts, current.version)
+
+    def current(self, s: Session, change: Change) -> PromptVersion:
+        """The active version, locked; PublishRefused unless `change` is based on it."""
+        current = s.exec(
+            select(PromptVersion)
+            .where(PromptVersion.name == change.name, col(PromptVersion.active))
+            .with_for_update()
+        ).first()
+        if current is None:
+            raise PublishRefused(f"there is no prompt named {change.name!r}")
+        if current.version != change.base_version:
+            raise PublishRefused(
+                f"{change.name} changed while you edited it: version {current.version} was "
+                f"published by {current.author} ({current.note!r}) after your version "
+                f"{change.base_version}. Review the diff against version {current.version} and "
+                "publish again."
+            )
+        return current
+
+    def activate(
+        self, s: Session, change: Change, current: PromptVersion, approver: str | None = None
+    ) -> Version:
+        """Make `change` the active version (inside `s`, after every check has passed)."""
+        current.active = False
+        row = PromptVersion(
+            name=change.name,
+            version=current.version + 1,
+            source=change.source,
+            author=change.author,
+            note=change.note,
+            active=True,
+            approved_by=approver,
+        )
+        s.add(current)
+        s.add(row)
+        s.flush()
+        details: dict[str, object] = {"version": row.version, "from": current.version}
+        if change.restored is not None:
+            details["restored"] = change.restored
+        if approver is not None:
+            details["approved_by"] = approver
+        s.add(
+            audit_event(
+                change.author_key,
+                f"prompt.{change.action}",
+                "prompt",
+                change.name,
+                note=change.note,
+                **details,
+            )
+        )
+        for stale in s.exec(  # written against a version that is no longer active
+            select(PromptApproval).where(
+                PromptApproval.name == change.name,
+                PromptApproval.status == ApprovalStatus.PENDING,
+            )
+        ).all():
+            stale.status, stale.decided_at = ApprovalStatus.SUPERSEDED, utcnow()
+            s.add(stale)
+        s.commit()
+        version = _version(row)
+        self.library.apply(change.name, version.source, version.version)  # this worker at once
         return version
 
     async def save_draft(self, name: str, author: str, source: str, base_version: int) -> Draft:

@@ -1,8 +1,18 @@
-"""Prompt templates and patient texts from `prompts/`, validated on load, strict on render."""
+"""Prompt templates and patient texts from `prompts/`, validated on load, strict on render.
+
+The same checks guard the files and every draft an operator publishes: placeholders are plain
+names (a format specification such as `{explanation:>100000000}` would let a text pad itself
+to gigabytes, and `{0}` or `{x.attr}` would fail or reach into objects when rendered), no text
+is empty, a text's `required` placeholders appear in every language (the emergency number in
+every text that tells a patient to call it), and a draft keeps what the shipped file declares.
+Texts and templates marked `safety_critical` may change only with a clinician's approval
+(bot/prompt_store.py asks `safety_changes`).
+"""
 
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -15,7 +25,27 @@ GLOBAL_VARIABLES = frozenset({"emergency_number"})
 
 
 def _fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    """The placeholders of `template`; ConfigError unless each is a plain `{name}`."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # an unmatched brace
+        raise ConfigError(f"{exc}; write a literal brace as {{{{ or }}}}") from None
+    names = set()
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise ConfigError(
+                f"placeholder {{{name}}} is not allowed: use a plain name such as "
+                "{emergency_number}"
+            )
+        if spec or conversion:
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ConfigError(
+                f"placeholder {{{shown}}} has a format specification; write {{{name}}} only"
+            )
+        names.add(name)
+    return names
 
 
 class Template(BaseModel):
@@ -25,6 +55,7 @@ class Template(BaseModel):
     purpose: str
     variables: list[str] = Field(default_factory=list)
     required: list[str] = Field(default_factory=list)
+    safety_critical: bool = False
     body: str
 
     def render(self, **values: object) -> str:
@@ -42,7 +73,17 @@ class PatientText(BaseModel):
     """A patient-facing text in each supported language."""
 
     variables: list[str] = Field(default_factory=list)
+    required: list[str] = Field(default_factory=list)  # placeholders every language must use
+    safety_critical: bool = False  # changes need a clinician's approval
     languages: dict[str, str]
+
+
+class Sample(BaseModel):
+    """A patient text rendered in one language, for a reviewer."""
+
+    key: str
+    language: str
+    text: str
 
 
 MAX_SOURCE_CHARS = 60_000  # a prompt longer than this is a mistake, not a prompt
@@ -65,7 +106,12 @@ def parse_template(raw: str, where: str) -> Template:
         template = Template.model_validate({**meta, "body": body})
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
-    used = _fields(template.body)
+    if not template.body.strip():
+        raise ConfigError(f"{where}: the body is empty")
+    try:
+        used = _fields(template.body)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     if used != set(template.variables):
         raise ConfigError(
             f"{where}: body uses {sorted(used)} but the header declares "
@@ -90,23 +136,39 @@ def parse_texts(raw: str, where: str) -> dict[str, PatientText]:
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: text {key} is not a mapping")
         entry = dict(entry)
-        variables = list(entry.pop("variables", []))
+        declared = {
+            field: entry.pop(field)
+            for field in ("variables", "required", "safety_critical")
+            if field in entry
+        }
         try:
-            text = PatientText(variables=variables, languages=entry)
+            text = PatientText(**declared, languages=entry)
         except ValueError as exc:
             raise ConfigError(f"{where}: text {key}: {exc}") from exc
-        if "en" not in text.languages:
-            raise ConfigError(f"{where}: text {key} needs an English version")
-        allowed = set(variables) | GLOBAL_VARIABLES
-        for lang, body in text.languages.items():
-            try:
-                fields = _fields(body)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: text {key}.{lang}: {exc}") from exc
-            if not fields <= allowed:
-                raise ConfigError(f"{where}: text {key}.{lang} uses undeclared variables")
+        _check_text(text, f"{where}: text {key}")
         texts[key] = text
     return texts
+
+
+def _check_text(text: PatientText, where: str) -> None:
+    if "en" not in text.languages:
+        raise ConfigError(f"{where} needs an English version")
+    allowed = set(text.variables) | GLOBAL_VARIABLES
+    unknown = set(text.required) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: required {sorted(unknown)} are not placeholders it may use")
+    for lang, body in text.languages.items():
+        if not body.strip():
+            raise ConfigError(f"{where}.{lang} is empty")
+        try:
+            fields = _fields(body)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.{lang}: {exc}") from None
+        if not fields <= allowed:
+            raise ConfigError(f"{where}.{lang} uses undeclared variables")
+        absent = [f"{{{name}}}" for name in text.required if name not in fields]
+        if absent:
+            raise ConfigError(f"{where}.{lang} must contain {', '.join(absent)}")
 
 
 class PromptLibrary:
@@ -192,6 +254,8 @@ class PromptLibrary:
         lost = [r for r in shipped.required if r not in draft.required]
         if lost:
             found.append(f"required elements cannot be dropped: {lost}")
+        if shipped.safety_critical and not draft.safety_critical:
+            found.append("the template stays safety_critical")
         return found
 
     def _text_problems(self, name: str, draft: dict[str, PatientText]) -> list[str]:
@@ -199,12 +263,54 @@ class PromptLibrary:
         found = [f"text {k} is missing" for k in shipped if k not in draft]
         others = {k for group, texts in self.groups.items() if group != name for k in texts}
         found += [f"text {k} belongs to another file" for k in draft if k in others]
-        found += [
-            f"text {k} must keep variables {sorted(shipped[k].variables)}"
-            for k in shipped
-            if k in draft and set(draft[k].variables) != set(shipped[k].variables)
-        ]
+        for key, kept in shipped.items():
+            text = draft.get(key)
+            if text is None:
+                continue
+            if set(text.variables) != set(kept.variables):
+                found.append(f"text {key} must keep variables {sorted(kept.variables)}")
+            lost = sorted(set(kept.required) - set(text.required))
+            if lost:
+                found.append(f"text {key} must keep required {lost}")
+            if kept.safety_critical and not text.safety_critical:
+                found.append(f"text {key} stays safety_critical")
+            gone = sorted(kept.languages.keys() - text.languages.keys())
+            if gone:  # its patients would silently get another language
+                found.append(f"text {key} must keep its {', '.join(gone)} version")
         return found
+
+    def safety_changes(self, name: str, old: str, new: str) -> list[str]:
+        """The safety-critical texts (or template) that `new` changes from `old`: publishing
+        such a change needs a clinician's approval. Both sources must be valid."""
+        if name in self.groups:
+            before, after = parse_texts(old, name), parse_texts(new, name)
+            return [
+                key
+                for key, text in after.items()
+                if (text.safety_critical or (key in before and before[key].safety_critical))
+                and before.get(key) != text
+            ]
+        if old != new and (
+            parse_template(old, name).safety_critical or parse_template(new, name).safety_critical
+        ):
+            return [name]
+        return []
+
+    def render_texts(
+        self, raw: str, keys: list[str], number_for: Callable[[str], str]
+    ) -> list[Sample]:
+        """Render texts `keys` of a patient-text source in every language as patients would
+        read them, with the emergency number for that language and other placeholders shown
+        as `[name]`: what a reviewer checks before approving."""
+        texts = parse_texts(raw, "draft")
+        samples = []
+        for key in keys:
+            text = texts[key]
+            for lang, body in sorted(text.languages.items()):
+                filled = {v: f"[{v}]" for v in text.variables}
+                filled["emergency_number"] = number_for(lang)
+                samples.append(Sample(key=key, language=lang, text=body.format(**filled).strip()))
+        return samples
 
     def apply(self, name: str, raw: str, version: int) -> None:
         """Use a published version from now on (raises ConfigError if it is not valid)."""

@@ -20,6 +20,7 @@ from bot.dashboard.errors import DuplicateAccount, InvalidAccount, UnknownAccoun
 from bot.dashboard.passwords import Passwords
 from bot.dashboard.roles import CLINICIANS, PROMPT_EDITORS, Role
 from bot.models import utcnow
+from bot.prompt_approvals import Reviewer
 from bot.storage.repository import Storage, audit_event
 from bot.storage.tables import StaffUser
 from bot.workers import PASSWORDS
@@ -53,6 +54,15 @@ class StaffAccount(BaseModel):
     def edits_prompts(self) -> bool:
         """Operators and admins use the prompt console; doctors do not."""
         return self.role in PROMPT_EDITORS
+
+    @property
+    def approves_safety_texts(self) -> bool:
+        """Clinicians and admins approve changes to safety-critical texts (four eyes)."""
+        return self.role in CLINICIANS
+
+    def reviewer(self) -> Reviewer:
+        """The account deciding on a change to a safety-critical text."""
+        return Reviewer(name=self.author, key=self.label, approves=self.approves_safety_texts)
 
     @property
     def author(self) -> str:

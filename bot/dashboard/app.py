@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from bot.dashboard.approval_routes import router as approval_router
 from bot.dashboard.guards import Denied
 from bot.dashboard.pages import STATIC, Pages
 from bot.dashboard.prompt_routes import router as prompt_router
@@ -38,5 +39,6 @@ def mount_dashboard(app: FastAPI) -> None:
     app.state.dashboard_pages = Pages()
     app.include_router(router)
     app.include_router(prompt_router)
+    app.include_router(approval_router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
     app.add_exception_handler(Denied, _denied)

@@ -2,7 +2,9 @@
 
 A page asked for without a sign-in redirects to the login page; a POST or a live stream
 without one gets 401. A signed-in operator gets 403 on everything that shows patients; a
-doctor gets 403 in the prompt console (operators and admins change what CareBot says).
+doctor gets 403 in the prompt console (operators and admins change what CareBot says), and
+only clinicians and admins approve changes to safety-critical texts (every staff member may
+read the waiting changes).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ EVERYONE = frozenset(Role)
 NOT_FOR_OPERATORS = (
     "Your account cannot open patient cases: operators cannot read transcripts unless they "
     "are also doctors. Ask an administrator if you need this."
+)
+NOT_AN_APPROVER = (
+    "Your account cannot approve changes to safety-critical texts: only clinicians and admins "
+    "can, and never their own change."
 )
 NOT_FOR_DOCTORS = (
     "Your account cannot change CareBot's prompts: only operators and admins can. Ask an "
@@ -90,6 +96,8 @@ def _form(
 ClinicianPage = Annotated[SignedIn, Depends(_page(CLINICIANS))]
 ClinicianStream = Annotated[SignedIn, Depends(_stream(CLINICIANS))]
 ClinicianForm = Annotated[SignedIn, Depends(_form(CLINICIANS))]
+StaffPage = Annotated[SignedIn, Depends(_page(EVERYONE))]
 StaffForm = Annotated[SignedIn, Depends(_form(EVERYONE))]
+ApproverForm = Annotated[SignedIn, Depends(_form(CLINICIANS, NOT_AN_APPROVER))]
 PromptPage = Annotated[SignedIn, Depends(_page(PROMPT_EDITORS, NOT_FOR_DOCTORS))]
 PromptForm = Annotated[SignedIn, Depends(_form(PROMPT_EDITORS, NOT_FOR_DOCTORS))]

@@ -13,8 +13,10 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from bot.errors import CareBotError
+from bot.prompt_approvals import ApprovalRequest, Reviewer
 from bot.prompt_preview import SAMPLES, PreviewResult, PromptPreview
 from bot.prompt_store import Draft, PromptStore, Version, diff
+from bot.prompts import Sample
 
 MAX_CONVERSATION_LINES = 20
 
@@ -33,6 +35,15 @@ class Editor(BaseModel):
     def stale(self) -> bool:
         """True when someone published a newer version after this draft's base."""
         return self.base_version != self.active.version
+
+
+class Review(BaseModel):
+    """What a reviewer sees of a change: the request, its diff against the version it was
+    written for, and its safety-critical texts as patients would read them."""
+
+    request: ApprovalRequest
+    diff: list[DiffLine]
+    samples: list[Sample]
 
 
 class PromptRow(BaseModel):
@@ -168,14 +179,17 @@ class PromptConsole:
             diff(active.source, editor.source, f"version {active.version} (active)", "your draft")
         )
 
-    async def publish(self, editor: Editor, author: str, note: str) -> Version:
-        """Publish the saved draft from its base version, then forget it; raises
-        PublishRefused (the draft is kept) when invalid, stale or without a note."""
-        version = await self.store.publish(
-            editor.name, editor.source, author, note, editor.base_version
+    async def publish(
+        self, editor: Editor, author: str, note: str, author_key: str
+    ) -> Version | ApprovalRequest:
+        """Publish the saved draft from its base version (or, for a safety-critical change,
+        ask for approval), then forget the draft; raises PublishRefused (the draft is kept)
+        when invalid, stale or without a note."""
+        outcome = await self.store.publish(
+            editor.name, editor.source, author, note, editor.base_version, author_key
         )
         await self.store.discard_draft(editor.name, author)
-        return version
+        return outcome
 
     async def rebase(self, editor: Editor, author: str) -> Editor:
         """Keep the draft's text but base it on the active version: chosen after the diff."""
@@ -204,6 +218,48 @@ class PromptConsole:
             )
         )
 
-    async def rollback(self, name: str, version: int, author: str, note: str) -> Version:
-        """Make version `version`'s text active again, as a new version."""
-        return await self.store.rollback(name, version, author, note)
+    async def rollback(
+        self, name: str, version: int, author: str, note: str, author_key: str
+    ) -> Version | ApprovalRequest:
+        """Make version `version`'s text active again, as a new version (or ask for approval)."""
+        return await self.store.rollback(name, version, author, note, author_key)
+
+    async def waiting(self, name: str | None = None) -> list[ApprovalRequest]:
+        """Changes waiting for approval."""
+        return await self.store.reviews.requests(name)
+
+    async def decided(self) -> list[ApprovalRequest]:
+        """The latest decisions, newest first."""
+        return await self.store.reviews.decided()
+
+    async def review(self, request_id: int) -> Review | None:
+        """One change as its reviewer sees it."""
+        request = await self.store.reviews.request(request_id)
+        if request is None:
+            return None
+        base = await self.store.version(request.name, request.base_version)
+        before = base.source if base else ""
+        samples: list[Sample] = []
+        if request.name in self.store.library.groups:
+            samples = self.store.library.render_texts(
+                request.source, request.changes, self.previewer.engine.writer.emergency_number
+            )
+        return Review(
+            request=request,
+            diff=diff_lines(
+                diff(before, request.source, f"version {request.base_version}", "the change")
+            ),
+            samples=samples,
+        )
+
+    async def approve(self, request_id: int, reviewer: Reviewer, note: str) -> Version:
+        """Publish a waiting change (a second clinician or admin)."""
+        return await self.store.reviews.approve(request_id, reviewer, note)
+
+    async def reject(self, request_id: int, reviewer: Reviewer, note: str) -> ApprovalRequest:
+        """Turn a waiting change down, with the reason."""
+        return await self.store.reviews.reject(request_id, reviewer, note)
+
+    async def withdraw(self, request_id: int, author_key: str) -> ApprovalRequest:
+        """The author takes a waiting change back."""
+        return await self.store.reviews.withdraw(request_id, author_key)

@@ -16,7 +16,7 @@ from bot.dashboard.guards import Denied, PromptForm, PromptPage
 from bot.dashboard.prompt_console import Editor, conversation_of
 from bot.dashboard.services import DashboardServices, services
 from bot.dashboard.sessions import SignedIn
-from bot.prompt_store import PublishRefused
+from bot.prompt_approvals import ApprovalRequest, PublishRefused
 from bot.prompts import MAX_SOURCE_CHARS
 
 router = APIRouter(prefix="/dashboard/prompts", include_in_schema=False)
@@ -34,6 +34,8 @@ class EditorNotice(StrEnum):
 
     SAVED = "saved"
     PUBLISHED = "published"
+    REQUESTED = "requested"
+    WITHDRAWN = "withdrawn"
     RESTARTED = "restarted"
     REBASED = "rebased"
 
@@ -66,6 +68,7 @@ def _editor_page(
         "conversation": "",
     }
     context.update(shown)
+    context.setdefault("waiting", [])
     return svc.pages.render(
         "prompt_edit.html",
         status=status,
@@ -101,7 +104,17 @@ async def edit(
     published: Annotated[int | None, Query(ge=1)] = None,
 ) -> HTMLResponse:
     editor = await svc.prompts.editor(_known(svc, name, who), who.account.author)
-    return _editor_page(svc, who, editor, notice=notice, published=published)
+    waiting = await svc.prompts.waiting(name)
+    return _editor_page(svc, who, editor, notice=notice, published=published, waiting=waiting)
+
+
+@router.post("/{name}/requests/{request_id}/withdraw")
+async def withdraw(svc: Services, who: PromptForm, name: str, request_id: int) -> Response:
+    try:
+        await svc.prompts.withdraw(request_id, who.account.label)
+    except PublishRefused as exc:
+        raise Denied(409, str(exc), who=who) from exc
+    return _to_editor(_known(svc, name, who), notice=EditorNotice.WITHDRAWN.value)
 
 
 @router.post("/{name}/draft")
@@ -154,11 +167,13 @@ async def publish(
 ) -> Response:
     editor = await _save(svc, who, name, source, base_version)
     try:
-        version = await svc.prompts.publish(editor, who.account.author, note)
+        outcome = await svc.prompts.publish(editor, who.account.author, note, who.account.label)
     except PublishRefused as exc:
         status = 409 if editor.stale else 422
         return _editor_page(svc, who, editor, status, refused=exc, note=note)
-    return _to_editor(name, notice=EditorNotice.PUBLISHED.value, published=version.version)
+    if isinstance(outcome, ApprovalRequest):
+        return RedirectResponse(f"/dashboard/approvals/{outcome.id}?notice=requested", 303)
+    return _to_editor(name, notice=EditorNotice.PUBLISHED.value, published=outcome.version)
 
 
 @router.post("/{name}/rebase")
@@ -198,9 +213,13 @@ async def rollback(
     note: Note = "",
 ) -> Response:
     try:
-        now = await svc.prompts.rollback(_known(svc, name, who), version, who.account.author, note)
+        now = await svc.prompts.rollback(
+            _known(svc, name, who), version, who.account.author, note, who.account.label
+        )
     except PublishRefused as exc:
         return await _history_page(svc, who, name, None, None, refused=str(exc))
+    if isinstance(now, ApprovalRequest):
+        return RedirectResponse(f"/dashboard/approvals/{now.id}?notice=requested", 303)
     query = f"rolled_back={version}&as_version={now.version}"
     return RedirectResponse(f"/dashboard/prompts/{name}/history?{query}", 303)
 

@@ -205,6 +205,31 @@ class PromptVersion(SQLModel, table=True):
     note: str = ""
     active: bool = False
     created_at: datetime = _ts(nullable=False)
+    approved_by: str | None = Field(default=None, max_length=128)
+
+
+class PromptApproval(SQLModel, table=True):
+    """A change to a safety-critical prompt, waiting for a second account's approval."""
+
+    __tablename__ = "prompt_approvals"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, index=True)
+    source: str
+    base_version: int
+    note: str = ""
+    action: str = Field(max_length=16)  # what approval does: "published" or "rolled_back"
+    restored: int | None = None  # the version a rollback brings back
+    changes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    author: str = Field(max_length=128)
+    author_key: str = Field(max_length=64)  # the account, for "a second account"
+    status: str = Field(default="pending", max_length=16, index=True)
+    requested_at: datetime = _ts(nullable=False)
+    decided_by: str | None = Field(default=None, max_length=128)
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    decision_note: str = ""
+    version: int | None = None  # the version it became
 
 
 class PromptDraft(SQLModel, table=True):

@@ -18,7 +18,11 @@ from tests.dashboard.live import LiveServer, csrf_of, sign_in
 PUBLIC = {("GET", "/dashboard/login"), ("POST", "/dashboard/login")}
 ANY_STAFF = {("POST", "/dashboard/logout")}
 PROMPT_CONSOLE = "/dashboard/prompts"  # operators and admins; doctors are refused
-PATH_VALUES = {"name": "answer"}  # besides {case_id}: a new path parameter must be added here
+# Waiting changes to safety-critical texts: every staff member reads them, clinicians decide.
+STAFF_PAGES = {("GET", "/dashboard/approvals"), ("GET", "/dashboard/approvals/{request_id}")}
+APPROVALS = "/dashboard/approvals/"
+# Besides {case_id}: a new path parameter must be added here. Request 1 is the module's.
+PATH_VALUES = {"name": "answer", "request_id": "1"}
 FORM = {
     "text": "hello",
     "outcome": "done",
@@ -51,11 +55,24 @@ def dashboard_routes() -> list[tuple[str, str]]:
 ROUTES = dashboard_routes()
 GUARDED = [r for r in ROUTES if r not in PUBLIC]
 FOR_PROMPT_EDITORS = [r for r in GUARDED if r[1].startswith(PROMPT_CONSOLE)]
-FOR_CLINICIANS = [r for r in GUARDED if r not in ANY_STAFF and r not in FOR_PROMPT_EDITORS]
+FOR_APPROVERS = [r for r in GUARDED if r[1].startswith(APPROVALS) and r[0] == "POST"]
+FOR_CLINICIANS = [
+    r
+    for r in GUARDED
+    if r not in ANY_STAFF | STAFF_PAGES and r not in FOR_PROMPT_EDITORS + FOR_APPROVERS
+]
+EMERGENCY_CHANGE = "REQUESTED-BY-SOMEONE-ELSE"
 
 
 @pytest.fixture(scope="module")
 def case_id(live: LiveServer) -> int:
+    """An open case, and change 1 to the emergency texts waiting for approval."""
+    source = live.runtime.prompt_store.library.shipped["emergency_texts"]
+    changed = source.replace("Do not wait for more", f"{EMERGENCY_CHANGE} Do not wait for more")
+    asked = live.call(
+        lambda rt: rt.prompt_store.publish("emergency_texts", changed, "x", "x", 1, "staff:999")
+    )
+    assert asked.id == 1
     return live.open_case("access-1")
 
 
@@ -107,6 +124,11 @@ def test_the_routes_are_the_ones_expected() -> None:
         "/dashboard/prompts/{name}/publish",
         "/dashboard/prompts/{name}/history",
         "/dashboard/prompts/{name}/rollback",
+        "/dashboard/prompts/{name}/requests/{request_id}/withdraw",
+        "/dashboard/approvals",
+        "/dashboard/approvals/{request_id}",
+        "/dashboard/approvals/{request_id}/approve",
+        "/dashboard/approvals/{request_id}/reject",
     }
     assert set(ROUTES) >= PUBLIC
 
@@ -137,6 +159,32 @@ def test_operators_cannot_read_cases(
     assert "chest pain" not in res.text
     if not path.endswith("/events"):
         assert "operators cannot read transcripts unless they are also doctors" in res.text
+
+
+@pytest.mark.parametrize(("method", "path"), FOR_APPROVERS)
+def test_operators_cannot_approve_safety_critical_changes(
+    live: LiveServer, operator: httpx.Client, case_id: int, method: str, path: str
+) -> None:
+    token = csrf_of(operator.get("/dashboard/prompts").text)
+    res = _request(operator, method, path, case_id, {**FORM, "csrf_token": token})
+    assert res.status_code == 403 and "only clinicians and admins can" in res.text
+    _nothing_changed(live, case_id)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(STAFF_PAGES))
+def test_every_staff_member_reads_the_waiting_changes(
+    live: LiveServer,
+    operator: httpx.Client,
+    doctor: httpx.Client,
+    case_id: int,
+    method: str,
+    path: str,
+) -> None:
+    for client in (operator, doctor):
+        res = _request(client, method, path, case_id, {})
+        assert res.status_code == 200 and "emergency_texts" in res.text
+        assert "chest pain" not in res.text  # no patient data
+    assert EMERGENCY_CHANGE in _request(doctor, method, APPROVALS + "1", case_id, {}).text
 
 
 @pytest.mark.parametrize(("method", "path"), FOR_PROMPT_EDITORS)
@@ -202,6 +250,11 @@ def _nothing_changed(live: LiveServer, case_id: int) -> None:
     assert [v.version for v in history] == [1]
     drafts = live.call(lambda rt: rt.storage.run(lambda s: s.exec(select(PromptDraft)).all()))
     assert drafts == []
+    waiting = live.call(lambda rt: rt.prompt_store.reviews.requests())
+    assert [r.id for r in waiting] == [1]  # neither approved, turned down nor withdrawn
+    assert [
+        v.version for v in live.call(lambda rt: rt.prompt_store.history("emergency_texts"))
+    ] == [1]
 
 
 def test_the_login_form_needs_its_csrf_token(live: LiveServer) -> None:
