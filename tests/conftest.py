@@ -17,6 +17,7 @@ from bot.runtime import Runtime, build_runtime
 from bot.triage.rules import TriageRules
 from rag.embeddings import MiniLMEmbeddings
 from rag.library import GuidelineLibrary
+from tests.bot_api import BotAPIServer
 from tests.fakes import scripted
 from tests.servers import RedisServer
 
@@ -107,6 +108,14 @@ async def make_runtime(tmp_path: Path, guideline_index_dir: Path) -> AsyncIterat
     yield build
     for runtime in made:
         await runtime.aclose()
+
+
+@pytest.fixture
+def api() -> Iterator[BotAPIServer]:
+    """A Bot API test server on loopback, for one test."""
+    server = BotAPIServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

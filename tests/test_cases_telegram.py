@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlmodel import Session, select
 
 from bot.channels.telegram import start_telegram
+from bot.dashboard.accounts import StaffAccounts
+from bot.dashboard.roles import Role
 from bot.models import utcnow
 from bot.runtime import Runtime
 from bot.storage.tables import AuditEvent, Escalation, Message
@@ -22,19 +22,13 @@ from tests.bot_api import BOT, BotAPIServer, group_message, private_message
 from tests.conftest import RuntimeFactory
 from tests.fakes import scripted
 
+PASSWORD = "correct horse battery staple"
 DOCTORS = -100777
 PATIENT, DR_ADA, DR_BO = 501, 9001, 9002
 SUMMARY = (
     '{"chief_complaint": "crushing chest pain with sweating", '
     '"history": "started 20 minutes ago", "open_questions": ["any cardiac history?"]}'
 )
-
-
-@pytest.fixture
-def api() -> Iterator[BotAPIServer]:
-    server = BotAPIServer()
-    yield server
-    server.stop()
 
 
 async def start(api: BotAPIServer, make_runtime: RuntimeFactory, tmp: Path, **kw: Any) -> Runtime:
@@ -47,6 +41,9 @@ async def start(api: BotAPIServer, make_runtime: RuntimeFactory, tmp: Path, **kw
         dashboard_url="https://carebot.example.org",
         **kw,
     )
+    accounts = StaffAccounts(rt.storage)
+    for username, name, telegram_id in (("ada", "Ada", DR_ADA), ("bo", "Bo", DR_BO)):
+        await accounts.add(username, name, Role.DOCTOR, PASSWORD, telegram_user_id=telegram_id)
     await start_telegram(rt)
     return rt
 
@@ -110,7 +107,9 @@ async def test_emergency_alert_claim_hand_off_and_close(
     # Dr Ada claims; Dr Bo's claim is refused politely.
     api.send_callback(DR_ADA, buttons[0]["callback_data"], message=as_message(api, alert_id))
     await wait(api, lambda: "claimed by Ada" in api.messages[(DOCTORS, alert_id)]["text"], "claim")
-    await wait(api, lambda: any("Ada has joined" in t for t in api.texts(PATIENT)), "joined")
+    await wait(
+        api, lambda: any("Ada (doctor) has joined" in t for t in api.texts(PATIENT)), "joined"
+    )
     api.send_callback(DR_BO, buttons[0]["callback_data"], message=as_message(api, alert_id))
     await wait(
         api,
@@ -134,7 +133,9 @@ async def test_emergency_alert_claim_hand_off_and_close(
         private_message(3, DR_ADA, first_name="Ada", text="An ambulance is on its way. Sit down.")
     )
     await wait(
-        api, lambda: any(t.startswith("Ada: An ambulance") for t in api.texts(PATIENT)), "relay"
+        api,
+        lambda: any(t.startswith("Ada (doctor): An ambulance") for t in api.texts(PATIENT)),
+        "relay",
     )
     # A reply to the alert in the group also reaches the patient.
     api.send_update(

@@ -18,7 +18,6 @@ from tests.bot_api import BotAPIServer, private_message
 from tests.conftest import RuntimeFactory
 from tests.fakes import scripted
 from tests.servers import free_port
-from tests.test_telegram import api  # noqa: F401  (the Bot API test server fixture)
 
 TOKEN = "987654321:AAH-secret-token-value-for-the-log-scan"
 WEBHOOK_SECRET = "webhook-secret-value-0123456789"
@@ -36,7 +35,7 @@ def _scan(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_polling_webhook_and_errors_log_no_token_and_no_patient_text(
-    api: BotAPIServer,  # noqa: F811
+    api: BotAPIServer,
     make_runtime: RuntimeFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,6 @@ from tests.servers import free_port
 
 ANSWER = "Gargle with warm salty water and drink plenty of fluids [1]."
 Start = Callable[..., Awaitable[Runtime]]
-
-
-@pytest.fixture
-def api() -> AsyncIterator[BotAPIServer]:
-    server = BotAPIServer()
-    yield server  # type: ignore[misc]
-    server.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from bot.storage.tables import ChannelUpdate, Escalation, Message
 from tests.bot_api import BotAPIServer, private_message
 from tests.fakes import database_locked_for, locked_database
-from tests.test_telegram import Start, api, replies, rows, settle, start  # noqa: F401
+from tests.test_telegram import Start, replies, rows, settle, start  # noqa: F401
 
 CHEST = "crushing chest pain and sweating for 20 minutes"
 FEVER = "I have had a mild fever since yesterday, what can I do?"
@@ -21,7 +21,7 @@ FULL_INSTRUCTION = "Do not wait for more messages from me"
 
 async def test_a_restart_after_an_emergency_gives_its_instruction_once(
     start: Start,  # noqa: F811
-    api: BotAPIServer,  # noqa: F811
+    api: BotAPIServer,
 ) -> None:
     rt = await start()
     first = private_message(1, 93, text=CHEST)
@@ -48,7 +48,7 @@ async def test_a_restart_after_an_emergency_gives_its_instruction_once(
 
 async def test_a_message_the_database_cannot_take_is_still_answered_from_the_rules(
     start: Start,  # noqa: F811
-    api: BotAPIServer,  # noqa: F811
+    api: BotAPIServer,
     tmp_path: Path,
 ) -> None:
     rt = await start()
@@ -68,7 +68,7 @@ async def test_a_message_the_database_cannot_take_is_still_answered_from_the_rul
 
 async def test_a_refused_reply_is_retried_while_running_then_given_up(
     start: Start,  # noqa: F811
-    api: BotAPIServer,  # noqa: F811
+    api: BotAPIServer,
 ) -> None:
     rt = await start(telegram_retry_first_s=0.3, telegram_retry_attempts=3)
     refused = {"error_code": 400, "description": "Bad Request: chat not found"}
@@ -96,7 +96,7 @@ async def test_a_refused_reply_is_retried_while_running_then_given_up(
 
 async def test_an_emergency_arriving_while_the_database_is_locked_is_answered_within_2_s(
     start: Start,  # noqa: F811
-    api: BotAPIServer,  # noqa: F811
+    api: BotAPIServer,
     tmp_path: Path,
 ) -> None:
     rt = await start(early_warning_s=0.5)

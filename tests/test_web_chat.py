@@ -121,8 +121,8 @@ def test_doctors_messages_and_notices_reach_the_web_chat(live: LiveServer) -> No
         live.call(lambda rt: rt.cases.claim(case_id, DOCTOR))
         live.call(lambda rt: rt.cases.reply(case_id, DOCTOR, "Please send me a photo."))
         reader.join(15)
-        assert any("Dr Ada has joined" in t for t in pushed), pushed
-        assert "Dr Ada: Please send me a photo." in pushed
+        assert any("Dr Ada (doctor) has joined" in t for t in pushed), pushed
+        assert "Dr Ada (doctor): Please send me a photo." in pushed
         # The patient's next message goes to the doctor, not to the model.
         relayed = say(web, "it is on my arm")
         assert relayed["kind"] == "relayed"
@@ -223,7 +223,7 @@ def test_the_page_shows_history_and_doctors_messages_live(live: LiveServer) -> N
         case_id = case_of(live, "An itchy rash on my leg since Monday")
         live.call(lambda rt: rt.cases.claim(case_id, DOCTOR))
         live.call(lambda rt: rt.cases.reply(case_id, DOCTOR, "Is it itchy?"))
-        page.wait_for_selector("text=Dr Ada: Is it itchy?")
+        page.wait_for_selector("text=Dr Ada (doctor): Is it itchy?")
         page.reload()
         page.wait_for_selector("text=Is it itchy?")  # from the history
         page.wait_for_selector("text=An itchy rash on my leg since Monday")

@@ -20,7 +20,7 @@ class CaseStatus(StrEnum):
 
 
 class Actor(BaseModel):
-    """Who acts on a case: a signed-in staff user, or a doctor in the Telegram group."""
+    """Who acts on a case: a staff account, signed in to the dashboard or linked to Telegram."""
 
     name: str = Field(min_length=1, max_length=128)
     role: str = "doctor"
@@ -34,6 +34,11 @@ class Actor(BaseModel):
         if self.staff_id is not None and case.claimed_by_staff_id is not None:
             return self.staff_id == case.claimed_by_staff_id
         return False
+
+    @property
+    def shown(self) -> str:
+        """How patients see the actor: the staff account's name and role."""
+        return f"{self.name} ({self.role})"
 
     @property
     def label(self) -> str:

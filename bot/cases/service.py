@@ -138,7 +138,7 @@ class CaseService:
         outcome, view = await self.store.claim(case_id, actor)
         if outcome is ClaimOutcome.CLAIMED and view is not None:
             await self._publish("claimed", view, actor=actor.name)
-            await self._tell(view, "doctor_joined", None, doctor=actor.name)
+            await self._tell(view, "doctor_joined", None, doctor=actor.shown)
         return outcome, view
 
     async def reply(self, case_id: int, actor: Actor, text: str) -> bool:
@@ -155,7 +155,7 @@ class CaseService:
                 f"{view.channel}:{view.chat_id}",
                 Turn(role="doctor", text=text, message_id=stored),
             )
-        delivered = await self.patients.send(view.channel, view.chat_id, f"{actor.name}: {text}")
+        delivered = await self.patients.send(view.channel, view.chat_id, f"{actor.shown}: {text}")
         await self._publish("doctor", view, actor=actor.name, text=text)
         return delivered
 
@@ -175,7 +175,7 @@ class CaseService:
         if view is None:
             return None
         await self._publish("resolved", view, actor=actor.name)
-        await self._tell(view, "doctor_left", None, doctor=actor.name)
+        await self._tell(view, "doctor_left", None, doctor=actor.shown)
         return view
 
     async def alert_failed(self, case_id: int, reason: str) -> None:

@@ -397,28 +397,19 @@ class CaseStore:
 
         return await self.storage.run(work)
 
-    async def held_by_telegram(self, telegram_id: int) -> list[int]:
-        """The cases a Telegram doctor has claimed and not yet closed, oldest claim first."""
+    async def held_by(self, staff_id: int) -> list[int]:
+        """The cases a staff account has claimed and not yet closed, oldest claim first."""
 
         def work(s: Session) -> list[int]:
             rows = s.exec(
                 select(Escalation.id)
                 .where(
                     Escalation.status == CaseStatus.CLAIMED.value,
-                    Escalation.claimed_by_telegram_id == telegram_id,
+                    Escalation.claimed_by_staff_id == staff_id,
                 )
                 .order_by(col(Escalation.claimed_at))
             ).all()
             return [int(r) for r in rows if r is not None]
-
-        return await self.storage.run(work)
-
-    async def claimed_telegram_id(self, case_id: int) -> int | None:
-        """The Telegram user who claimed the case, if it was claimed in Telegram."""
-
-        def work(s: Session) -> int | None:
-            esc = s.get(Escalation, case_id)
-            return esc.claimed_by_telegram_id if esc is not None else None
 
         return await self.storage.run(work)
 

@@ -12,6 +12,7 @@ from bot.dashboard.actions import CaseActions
 from bot.dashboard.pages import Pages
 from bot.dashboard.prompt_console import PromptConsole
 from bot.dashboard.sessions import LoginSessions
+from bot.dashboard.telegram_link import TelegramLinks
 from bot.prompt_preview import PromptPreview
 from bot.runtime import Runtime
 from bot.triage.rules import TriageRules
@@ -27,8 +28,10 @@ class DashboardServices:
     actions: CaseActions
     rules: TriageRules
     prompts: PromptConsole
+    links: TelegramLinks
     pages: Pages
     heartbeat_s: float
+    doctors_chat_configured: bool
 
     @classmethod
     def of(cls, runtime: Runtime, pages: Pages) -> DashboardServices:
@@ -42,8 +45,10 @@ class DashboardServices:
             actions=CaseActions(runtime.cases),
             rules=runtime.engine.rules,
             prompts=PromptConsole(runtime.prompt_store, PromptPreview(runtime.engine)),
+            links=TelegramLinks(runtime.storage),
             pages=pages,
             heartbeat_s=settings.dashboard_heartbeat_s,
+            doctors_chat_configured=settings.doctors_chat_id is not None,
         )
 
 

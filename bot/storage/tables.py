@@ -133,6 +133,11 @@ class StaffUser(SQLModel, table=True):
     locked_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     disabled: bool = False
     created_at: datetime = _ts(nullable=False)
+    # A one-time code the staff member sends to the bot to link their Telegram account.
+    telegram_link_hash: str | None = Field(default=None, max_length=64, index=True)
+    telegram_link_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
 
 
 class AuditEvent(SQLModel, table=True):

@@ -108,7 +108,7 @@ def test_a_doctor_takes_a_case_from_the_live_queue_to_resolved(
     expect(page.locator("#transcript li.doctor").last).to_contain_text(reply)
     expect(page.locator("#transcript li.doctor").last).to_contain_text("Dr Ada Lovelace")
     assert [m.text for m in live.doctor_messages(stroke)] == [reply]
-    assert ("browser-3", f"Dr Ada Lovelace: {reply}") in to_patients
+    assert ("browser-3", f"Dr Ada Lovelace (doctor): {reply}") in to_patients
     wait_live(page)
     page.screenshot(path=SCREENSHOTS / "dashboard-case.png", full_page=True)
 

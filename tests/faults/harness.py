@@ -87,6 +87,19 @@ class CareBotProcess:
             time.sleep(0.3)
         raise RuntimeError(f"carebot serve did not come up:\n{self.tail()}")
 
+    def command(self, *args: str, stdin: str = "") -> str:
+        """Run `carebot ARGS` on this process's data folder; its output."""
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli", *args],
+            env=self.env,
+            cwd=self.folder,
+            input=stdin.encode(),
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout.decode()
+
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -177,6 +190,7 @@ class Campaign:
         )
         self.sent: list[Sent] = []
         self._ids: dict[int, int] = {}
+        self._doctor_added = False
         self._watch = threading.Thread(target=self._watch_telegram, daemon=True)
         self._stopping = threading.Event()
         self._watch.start()
@@ -235,6 +249,21 @@ class Campaign:
             "from": BOT,
             "text": record["text"],
         }
+        if not self._doctor_added:  # only a linked staff account may claim in Telegram
+            self.carebot.command(
+                "users",
+                "add",
+                "ada",
+                "--role",
+                "doctor",
+                "--name",
+                "Dr Ada",
+                "--telegram-id",
+                str(DOCTOR),
+                "--password-stdin",
+                stdin="correct horse battery staple\n",
+            )
+            self._doctor_added = True
         self.api.send_callback(DOCTOR, claim, message=message)
         self.wait(lambda: any("has joined" in t for t in self.api.texts(HANDED_OFF)), "joined")
         return key[1]

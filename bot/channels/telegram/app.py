@@ -23,6 +23,7 @@ from bot.channels.telegram.delivery import Sender
 from bot.channels.telegram.doctors import DoctorsDesk
 from bot.channels.telegram.requests import TolerantUpdatesRequest
 from bot.config import Settings
+from bot.dashboard.telegram_link import TelegramLinks
 from bot.runtime import Runtime
 from bot.storage.inbox import RetryPolicy, UpdateInbox
 
@@ -125,7 +126,7 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
     """Start the Telegram channel in the running event loop; stopped when the runtime closes."""
     settings = runtime.settings
     application = build_application(settings)
-    desk = DoctorsDesk(application.bot, runtime.cases, settings)
+    desk = DoctorsDesk(application.bot, runtime.cases, settings, TelegramLinks(runtime.storage))
     runtime.cases.events.listen(desk.on_event)
 
     async def to_patient(chat_id: str, text: str) -> None:

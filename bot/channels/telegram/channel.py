@@ -336,6 +336,12 @@ class TelegramChannel:
             msg = self._incoming(message, message.caption or "", attachments=[kind])
             await self._send(sender, await self.engine.acknowledge(msg, notice))
             return
+        command = command_of(text)
+        if self.desk is not None and command is not None and command[0] == "link":
+            # Staff linking their account, not a patient's message; the per-chat limit
+            # bounds how fast anyone can guess codes.
+            await self.desk.link(message, command[1] if throttle == "ok" else None)
+            return
         if self.desk is not None and await self.desk.private_message(message):
             if early is not None:
                 await early.settle()
@@ -345,7 +351,6 @@ class TelegramChannel:
             slow_down = "slow_down" if throttle == "notify" else None
             await self._send(sender, await self.engine.acknowledge(msg, slow_down, early=early))
             return
-        command = command_of(text)
         if command is not None and command[0] in self.commands:
             await self.commands[command[0]](msg, sender)
             return

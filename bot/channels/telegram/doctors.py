@@ -4,7 +4,11 @@ An alert per case goes to `CAREBOT_DOCTORS_CHAT_ID` with Claim / Open in dashboa
 and is edited as the case moves. A doctor who claims talks to the patient through the bot:
 in a private chat with the bot, or by replying to the alert in the group; `/close [note]`
 resolves the case. The patient's messages reach the doctor's private chat (or the alert's
-thread when the doctor never started the bot).
+thread when the doctor never started the bot, or can no longer act).
+
+Only Telegram accounts linked to an enabled doctor's or admin's staff account act on cases
+(bot/dashboard/telegram_link.py: `/link CODE` from a private chat); anyone else in the group
+is told how to link, and patients see the staff account's name and role.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import logging
 import re
 
-from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
+from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.cases.events import CaseEvent
@@ -21,6 +25,7 @@ from bot.cases.models import Actor, CaseStatus, CaseView, ClaimOutcome
 from bot.cases.service import CaseService
 from bot.channels.telegram.delivery import DeliveryFailed, Sender, with_retries
 from bot.config import Settings
+from bot.dashboard.telegram_link import LinkRefused, TelegramLinks
 
 logger = logging.getLogger(__name__)
 LEVEL_MARK = {"emergency": "🔴 EMERGENCY", "urgent": "🟠 URGENT", "routine": "🟢 ROUTINE"}
@@ -32,17 +37,24 @@ CLAIMED_REPLIES = {
     ClaimOutcome.MISSING: "This case no longer exists.",
 }
 
-
-def actor_of(user: User) -> Actor:
-    """A doctor in Telegram, by their Telegram name."""
-    return Actor(name=user.full_name[:128] or f"Doctor {user.id}", telegram_id=user.id)
+NOT_LINKED = (
+    "Only doctors and admins whose CareBot staff account is linked to this Telegram account "
+    "can act on cases. Link yours: dashboard → Telegram → create a code, then send me "
+    "/link CODE in a private chat."
+)
+HOLDER_GONE = (
+    "⚠️ The staff account holding case #{case} can no longer act on it (disabled or "
+    "unlinked). An admin can answer or close it in the dashboard."
+)
 
 
 class DoctorsDesk:
     """Alerts, claims and relays between the doctors' group, doctors' chats and patients."""
 
-    def __init__(self, bot: Bot, cases: CaseService, settings: Settings) -> None:
-        self.bot, self.cases, self.settings = bot, cases, settings
+    def __init__(
+        self, bot: Bot, cases: CaseService, settings: Settings, links: TelegramLinks
+    ) -> None:
+        self.bot, self.cases, self.settings, self.links = bot, cases, settings, links
         self.chat_id = settings.doctors_chat_id
 
     # --- alerts -------------------------------------------------------------------------
@@ -112,13 +124,15 @@ class DoctorsDesk:
             return
         flags = f"\n⚠️ Red flags: {', '.join(event.red_flags)}" if event.red_flags else ""
         text = f"Patient (case #{view.id}): {event.text}{flags}"
-        doctor = await self.cases.store.claimed_telegram_id(view.id)
+        doctor = await self.links.reachable(view.claimed_by_staff_id)
         if doctor is not None:
             try:
                 await Sender(self.bot, doctor).send(text)
                 return
             except Forbidden:
                 logger.info("case %s: doctor never started the bot; relaying in the group", view.id)
+        elif view.claimed_by_telegram_id is not None:  # claimed in Telegram; holder gone since
+            text += "\n" + HOLDER_GONE.format(case=view.id)
         if self.chat_id is not None:
             alert = await self.cases.store.alert_message(view.id)
             await Sender(self.bot, self.chat_id, reply_to=alert).send(text)
@@ -132,7 +146,12 @@ class DoctorsDesk:
             with contextlib.suppress(BadRequest):
                 await with_retries(query.answer)
             return
-        outcome, view = await self.cases.claim(int(value), actor_of(query.from_user))
+        actor = await self.links.actor(query.from_user.id)
+        if actor is None:
+            with contextlib.suppress(BadRequest):
+                await with_retries(lambda: query.answer(NOT_LINKED, show_alert=True))
+            return
+        outcome, view = await self.cases.claim(int(value), actor)
         if outcome is ClaimOutcome.TAKEN and view is not None:
             answer = f"Already claimed by {view.claimed_by}."
         else:
@@ -146,9 +165,14 @@ class DoctorsDesk:
         if reply_to is None or message.from_user is None or not message.text:
             return
         case_id = await self.cases.store.case_of_alert(reply_to.message_id)
-        if case_id is not None:
-            sender = Sender(self.bot, message.chat_id, reply_to=message.message_id)
-            await self._doctor_says(case_id, message.text, actor_of(message.from_user), sender)
+        if case_id is None:
+            return
+        sender = Sender(self.bot, message.chat_id, reply_to=message.message_id)
+        actor = await self.links.actor(message.from_user.id)
+        if actor is None:
+            await sender.send("Not sent to the patient. " + NOT_LINKED)
+            return
+        await self._doctor_says(case_id, message.text, actor, sender)
 
     async def private_message(self, message: Message) -> bool:
         """A doctor's private message while holding a case; False for anyone else.
@@ -160,7 +184,10 @@ class DoctorsDesk:
         user = message.from_user
         if user is None or not message.text:
             return False
-        held = await self.cases.store.held_by_telegram(user.id)
+        actor = await self.links.actor(user.id)
+        if actor is None or actor.staff_id is None:
+            return False
+        held = await self.cases.store.held_by(actor.staff_id)
         if not held:
             return False
         sender = Sender(self.bot, message.chat_id, reply_to=message.message_id)
@@ -177,8 +204,29 @@ class DoctorsDesk:
         elif not text:
             await sender.send(f"Write /case {case_id} followed by your message to the patient.")
         else:
-            await self._doctor_says(case_id, text, actor_of(user), sender)
+            await self._doctor_says(case_id, text, actor, sender)
         return True
+
+    async def link(self, message: Message, code: str | None) -> None:
+        """`/link CODE` in a private chat: this Telegram account becomes a staff account's
+        (`code` None: too many messages from this chat just now)."""
+        assert message.from_user is not None
+        sender = Sender(self.bot, message.chat_id, reply_to=message.message_id)
+        if code is None:
+            await sender.send("Too many attempts. Wait a minute, then send the code again.")
+            return
+        if not code.strip():
+            await sender.send("Send /link followed by the code from the dashboard's Telegram page.")
+            return
+        try:
+            account = await self.links.link(code, message.from_user.id)
+        except LinkRefused as exc:
+            await sender.send(str(exc))
+            return
+        await sender.send(
+            f"Linked: in Telegram you now act as {account.display_name} ({account.role.value}). "
+            "Patients see that name. Unlink it any time in the dashboard."
+        )
 
     async def _doctor_says(self, case_id: int, text: str, actor: Actor, sender: Sender) -> None:
         command = text.split(" ", 1)[0].split("@", 1)[0].lower() if text.startswith("/") else ""
