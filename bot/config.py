@@ -230,13 +230,41 @@ class Settings(BaseSettings):
 
     # --- doctors' dashboard ------------------------------------------------------------------
     dashboard_session_idle_s: int = Field(
-        default=12 * 3600, ge=60, description="A dashboard sign-in ends after this much idleness."
+        default=3600,
+        ge=60,
+        description="A dashboard sign-in ends after this long without the person acting "
+        "(pages refreshing themselves and live updates do not count).",
+    )
+    dashboard_session_max_s: int = Field(
+        default=12 * 3600, ge=60, description="A dashboard sign-in ends this long after it began."
     )
     dashboard_max_failed_logins: int = Field(
-        default=5, ge=1, le=100, description="Wrong passwords in a row before an account locks."
+        default=5,
+        ge=1,
+        le=100,
+        description="Wrong passwords for one username from one address before that address "
+        "waits CAREBOT_DASHBOARD_LOCKOUT_S (nobody elsewhere is locked out).",
+    )
+    dashboard_account_lock_failures: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Wrong passwords in a row, from any address, before the account itself "
+        "locks for CAREBOT_DASHBOARD_LOCKOUT_S (the backstop against guessing from many).",
+    )
+    dashboard_login_attempts_per_client: int = Field(
+        default=20,
+        ge=1,
+        description="Sign-in attempts one address may make per CAREBOT_DASHBOARD_LOCKOUT_S, "
+        "counted before any password is checked.",
+    )
+    dashboard_login_attempts_overall: int = Field(
+        default=300,
+        ge=1,
+        description="Sign-in attempts from all addresses together per CAREBOT_DASHBOARD_LOCKOUT_S.",
     )
     dashboard_lockout_s: int = Field(
-        default=15 * 60, ge=1, description="How long a locked account stays locked."
+        default=15 * 60, ge=1, description="How long a lock or sign-in throttle lasts."
     )
     dashboard_heartbeat_s: float = Field(
         default=15.0, gt=0, le=300, description="Keep-alive comment interval of live updates."

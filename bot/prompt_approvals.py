@@ -214,7 +214,9 @@ class PromptReviews:
             row.version = current.version + 1
             return self.store.activate(s, change, current, approver=reviewer.name)
 
-        return await self.store.storage.run(work)
+        version = await self.store.storage.run(work)
+        self.store.use(version)
+        return version
 
     async def reject(self, request_id: int, reviewer: Reviewer, note: str) -> ApprovalRequest:
         """Turn a waiting change down, saying why (a clinician or admin)."""

@@ -151,7 +151,7 @@ class PromptStore:
         if not note.strip():
             raise PublishRefused("a change note is required")
         change = Change(name, source, author, author_key or author, note.strip(), base_version)
-        return await self.storage.run(lambda s: self._submit(s, change))
+        return self.use(await self.storage.run(lambda s: self._submit(s, change)))
 
     async def rollback(
         self, name: str, version: int, author: str, note: str, author_key: str | None = None
@@ -169,7 +169,7 @@ class PromptStore:
         change = Change(
             name, old.source, author, author_key or author, reason, current.version, version
         )
-        return await self.storage.run(lambda s: self._submit(s, change))
+        return self.use(await self.storage.run(lambda s: self._submit(s, change)))
 
     def _submit(self, s: Session, change: Change) -> Version | ApprovalRequest:
         current = self.current(s, change)
@@ -199,7 +199,8 @@ class PromptStore:
     def activate(
         self, s: Session, change: Change, current: PromptVersion, approver: str | None = None
     ) -> Version:
-        """Make `change` the active version (inside `s`, after every check has passed)."""
+        """Make `change` the active version (inside `s`, after every check has passed); the
+        caller passes the result to `use`."""
         current.active = False
         row = PromptVersion(
             name=change.name,
@@ -237,9 +238,14 @@ class PromptStore:
             stale.status, stale.decided_at = ApprovalStatus.SUPERSEDED, utcnow()
             s.add(stale)
         s.commit()
-        version = _version(row)
-        self.library.apply(change.name, version.source, version.version)  # this worker at once
-        return version
+        return _version(row)
+
+    def use(self, outcome: Version | ApprovalRequest) -> Version | ApprovalRequest:
+        """Apply a version just activated to this worker's library at once (on the event
+        loop, not in the storage thread); others reload it within seconds."""
+        if isinstance(outcome, Version):
+            self.library.apply(outcome.name, outcome.source, outcome.version)
+        return outcome
 
     async def save_draft(self, name: str, author: str, source: str, base_version: int) -> Draft:
         """Keep an operator's edit (one draft per prompt and operator)."""

@@ -283,16 +283,22 @@ class PromptLibrary:
         """The safety-critical texts (or template) that `new` changes from `old`: publishing
         such a change needs a clinician's approval. Both sources must be valid."""
         if name in self.groups:
-            before, after = parse_texts(old, name), parse_texts(new, name)
+            after = parse_texts(new, name)
+            try:
+                before = parse_texts(old, name)
+            except ConfigError:  # written under older rules: every safety text counts as new
+                before = {}
             return [
                 key
                 for key, text in after.items()
                 if (text.safety_critical or (key in before and before[key].safety_critical))
                 and before.get(key) != text
             ]
-        if old != new and (
-            parse_template(old, name).safety_critical or parse_template(new, name).safety_critical
-        ):
+        try:
+            was_critical = parse_template(old, name).safety_critical
+        except ConfigError:
+            was_critical = True
+        if old != new and (was_critical or parse_template(new, name).safety_critical):
             return [name]
         return []
 

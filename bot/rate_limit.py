@@ -40,6 +40,29 @@ class ChatRateLimit:
             return "notify"
         return "quiet"
 
+    def _recent(self, chat: str) -> deque[float]:
+        now = self.clock()
+        seen = self._seen.get(chat, deque())
+        while seen and now - seen[0] > self.window_s:
+            seen.popleft()
+        return seen
+
+    def over(self, chat: str) -> bool:
+        """True when `chat` has used up its window (nothing is recorded)."""
+        return len(self._recent(chat)) > self.messages
+
+    def wait_s(self, chat: str) -> float:
+        """Seconds until `chat` is back within its limit (0 when it is)."""
+        seen = self._recent(chat)
+        if len(seen) <= self.messages:
+            return 0.0
+        return max(0.0, seen[len(seen) - self.messages - 1] + self.window_s - self.clock())
+
+    def forget(self, chat: str) -> None:
+        """Start `chat`'s count again."""
+        self._seen.pop(chat, None)
+        self._told.pop(chat, None)
+
     def prune(self) -> None:
         """Forget chats quiet for a whole window (keeps memory flat over months)."""
         now = self.clock()

@@ -242,6 +242,9 @@ async def test_an_unsafe_version_already_in_the_database_is_not_served(
     reply = await restarted.engine.handle(chest_pain())
     assert "Call 112 now" in reply.text and "Stay calm and rest." not in reply.text
     assert restarted.engine.writer.prompts.versions["emergency_texts"] == 1
+    # Replacing the unsafe version is a change to safety-critical texts like any other.
+    fix = await restarted.prompt_store.publish("emergency_texts", EMERGENCY, "Ann", "fix", 2, "a")
+    assert isinstance(fix, ApprovalRequest) and "emergency" in fix.changes
 
 
 def test_the_command_line_asks_a_clinician_to_approve(tmp_path: Path, monkeypatch: Any) -> None:

@@ -98,9 +98,10 @@ class LoginResult:
 
 @dataclass(frozen=True)
 class LockoutPolicy:
-    """Lock an account for `lockout_s` after `max_failures` wrong passwords in a row."""
+    """Lock an account for `lockout_s` after `max_failures` wrong passwords in a row, from
+    anywhere (bot/dashboard/login_throttle.py limits each address long before that)."""
 
-    max_failures: int = 5
+    max_failures: int = 50
     lockout_s: float = 900.0
 
 
@@ -132,6 +133,11 @@ def _login_view(s: Session, name: str) -> _LoginView | None:
     if row is None or row.id is None:
         return None
     return _LoginView(row.id, row.password_hash, aware(row.locked_until))
+
+
+def _audited(s: Session, actor: str, action: str, staff_id: int) -> None:
+    s.add(audit_event(actor, action, "staff_user", str(staff_id)))
+    s.commit()
 
 
 def normalize_username(username: str) -> str:
@@ -231,6 +237,39 @@ class StaffAccounts:
             return account_from_row(row)
 
         return await self.storage.run(work)
+
+    async def set_password(
+        self, username: str, password: str, by: str, current: str | None = None
+    ) -> StaffAccount:
+        """Give an account a new password and lift any lock: its owner's change (`current`
+        must be right) or an administrator's reset. Raises UnknownAccount or InvalidAccount;
+        the caller ends the account's other sign-ins."""
+        name = normalize_username(username)
+        row = await self.storage.run(lambda s: _login_view(s, name))
+        if row is None:
+            raise UnknownAccount(f"no user named {name!r}")
+        if current is not None and not await PASSWORDS.run(
+            self.passwords.verify, row.password_hash, current
+        ):
+            await self.storage.run(
+                lambda s: _audited(s, by, "staff.password_change_refused", row.id)
+            )
+            raise InvalidAccount("the current password is wrong")
+        hashed = await PASSWORDS.run(self.passwords.hash, password)  # raises if too short
+
+        def work(s: Session) -> StaffAccount:
+            user = s.get(StaffUser, row.id)
+            if user is None:
+                raise UnknownAccount(f"no user named {name!r}")
+            user.password_hash, user.failed_logins, user.locked_until = hashed, 0, None
+            s.add(user)
+            action = "staff.password_changed" if current is not None else "staff.password_reset"
+            _audited(s, by, action, row.id)
+            return account_from_row(user)
+
+        account = await self.storage.run(work)
+        logger.info("staff account %s: password %s", account.id, "changed" if current else "reset")
+        return account
 
     async def authenticate(self, username: str, password: str, client: str = "") -> LoginResult:
         """Check a username and password, counting failures and locking after too many.

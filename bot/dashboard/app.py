@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from bot.dashboard.account_routes import router as account_router
 from bot.dashboard.approval_routes import router as approval_router
 from bot.dashboard.guards import Denied
 from bot.dashboard.pages import STATIC, Pages
@@ -42,5 +43,6 @@ def mount_dashboard(app: FastAPI) -> None:
     app.include_router(prompt_router)
     app.include_router(approval_router)
     app.include_router(telegram_router)
+    app.include_router(account_router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
     app.add_exception_handler(Denied, _denied)

@@ -50,7 +50,7 @@ def _read_password(from_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass("Password (10 characters or more): ")
     if getpass.getpass("Repeat the password: ") != first:
-        typer.echo("carebot: the passwords differ; nothing was created", err=True)
+        typer.echo("carebot: the passwords differ; nothing was saved", err=True)
         raise typer.Exit(2)
     return first
 
@@ -122,6 +122,33 @@ def disable(
 
     ended = _with_storage(config, work)
     typer.echo(f"disabled {username.strip().lower()} (signed out of {ended} session(s))")
+
+
+@users_app.command("reset-password")
+def reset_password(
+    username: Annotated[str, typer.Argument(help="The account whose password is forgotten.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from standard input.")
+    ] = False,
+) -> None:
+    """Set a new password for an account (asked twice unless piped), lift its lock and end its
+    sign-ins."""
+    from bot.dashboard.accounts import StaffAccounts
+    from bot.dashboard.passwords import MIN_LENGTH
+    from bot.dashboard.sessions import LoginSessions
+
+    config = _settings()
+    password = _read_password(password_stdin)
+    if len(password) < MIN_LENGTH:
+        typer.echo(f"carebot: a password needs at least {MIN_LENGTH} characters", err=True)
+        raise typer.Exit(2)
+
+    async def work(storage: Storage) -> int:
+        account = await StaffAccounts(storage).set_password(username, password, "cli")
+        return await LoginSessions(storage, config.dashboard_session_idle_s).end_all(account.id)
+
+    ended = _with_storage(config, work)
+    typer.echo(f"new password for {username.strip().lower()} (signed out of {ended} session(s))")
 
 
 def register(app: typer.Typer) -> None:

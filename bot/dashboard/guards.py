@@ -60,11 +60,16 @@ def _allowed(who: SignedIn | None, roles: frozenset[Role], page: bool, refusal: 
     return who
 
 
+REFRESH_HEADER = "x-carebot-refresh"  # set by dashboard.js when a page updates itself
+
+
 def _page(
     roles: frozenset[Role], refusal: str = NOT_FOR_OPERATORS
 ) -> Callable[[Request], Awaitable[SignedIn]]:
     async def check(request: Request) -> SignedIn:
-        return _allowed(await signed_in(request), roles, True, refusal)
+        # A page refreshing itself is not the person acting: it does not keep a sign-in alive.
+        touch = REFRESH_HEADER not in request.headers
+        return _allowed(await signed_in(request, touch), roles, True, refusal)
 
     return check
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.cases.events import CaseEvent, CaseEvents
@@ -36,19 +37,26 @@ async def stream(
 ) -> AsyncIterator[str]:
     """Yield case events as SSE: every case without text, or one case with its messages.
 
-    A comment every `heartbeat_s` keeps proxies from closing the stream; the sign-in is
-    checked then too, so a stream ends soon after its doctor signs out.
+    A comment every `heartbeat_s` keeps proxies from closing the stream. The sign-in is
+    checked on a clock, every `heartbeat_s` whether or not events flow (on a busy system a
+    stream checked only when idle never ended after its doctor signed out), and before
+    anything is sent after that long.
     """
     async with events.stream() as queue:
         # Subscribed from here on: the page reloads what it shows on "ready", so nothing
         # that happened between rendering it and opening the stream is missed.
         yield "retry: 3000\nevent: ready\ndata: {}\n\n"
+        checked = time.monotonic()
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), heartbeat_s)
+                event: CaseEvent | None = await asyncio.wait_for(queue.get(), heartbeat_s)
             except TimeoutError:
+                event = None
+            if time.monotonic() - checked >= heartbeat_s:
                 if not await still_signed_in():
                     return
+                checked = time.monotonic()
+            if event is None:
                 yield ": heartbeat\n\n"
                 continue
             if case_id is None and event.kind not in MESSAGE_KINDS:

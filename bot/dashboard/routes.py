@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from bot.dashboard import csrf, live
-from bot.dashboard.accounts import LoginResult, StaffAccount
+from bot.dashboard.accounts import StaffAccount
 from bot.dashboard.actions import Disposition, Notice
 from bot.dashboard.guards import ClinicianForm, ClinicianPage, ClinicianStream, Denied, StaffForm
 from bot.dashboard.guards import signed_in as current_sign_in
@@ -45,15 +45,13 @@ def _login_form(
     svc: DashboardServices,
     next_: str,
     username: str = "",
-    failed: LoginResult | None = None,
+    failed: bool = False,
+    wait_s: int = 0,
 ) -> HTMLResponse:
     token = csrf.new_token()
-    minutes = 0
-    if failed is not None and failed.locked_until is not None:
-        minutes = max(1, math.ceil((failed.locked_until - utcnow()).total_seconds() / 60))
     response = svc.pages.render(
         "login.html",
-        status=401 if failed else 200,
+        status=429 if wait_s else 401 if failed else 200,
         page="login",
         events=None,
         who=None,
@@ -61,9 +59,11 @@ def _login_form(
         csrf_token=token,
         next=_next(next_),
         username=username,
-        error=failed.failure.value if failed and failed.failure else None,
-        locked_minutes=minutes,
+        failed=failed,
+        wait_minutes=math.ceil(wait_s / 60) if wait_s else 0,
     )
+    if wait_s:
+        response.headers["Retry-After"] = str(wait_s)
     csrf.set_login_cookie(response, token, _https(request))
     return response
 
@@ -88,9 +88,17 @@ async def login(
     if not csrf.matches(request.cookies.get(csrf.LOGIN_COOKIE), csrf_token):
         raise Denied(403, "The sign-in form has expired. Reload the page and try again.")
     client = request.client.host if request.client else ""
+    # Counted before the password is checked: a flood never reaches argon2.
+    wait_s = svc.throttle.admit(client, username)
+    if wait_s:
+        return _login_form(request, svc, next_, username, wait_s=wait_s)
     result = await svc.accounts.authenticate(username, password, client)
     if result.account is None:
-        return _login_form(request, svc, next_, username, result)
+        # One answer for every refusal (wrong, unknown, locked, disabled): the page never
+        # tells a stranger which usernames exist.
+        svc.throttle.failed(client, username)
+        return _login_form(request, svc, next_, username, failed=True)
+    svc.throttle.succeeded(client, username)
     response = RedirectResponse(_landing(_next(next_), result.account), 303)
     set_session_cookie(response, await svc.sessions.start(result.account), _https(request))
     response.delete_cookie(csrf.LOGIN_COOKIE, path="/dashboard/login")

@@ -9,6 +9,7 @@ from fastapi import Request
 from bot.cases.service import CaseService
 from bot.dashboard.accounts import LockoutPolicy, StaffAccounts
 from bot.dashboard.actions import CaseActions
+from bot.dashboard.login_throttle import LoginThrottle, ThrottlePolicy
 from bot.dashboard.pages import Pages
 from bot.dashboard.prompt_console import PromptConsole
 from bot.dashboard.sessions import LoginSessions
@@ -24,6 +25,7 @@ class DashboardServices:
 
     accounts: StaffAccounts
     sessions: LoginSessions
+    throttle: LoginThrottle
     cases: CaseService
     actions: CaseActions
     rules: TriageRules
@@ -37,10 +39,21 @@ class DashboardServices:
     def of(cls, runtime: Runtime, pages: Pages) -> DashboardServices:
         """Build the services over the runtime's database and case service."""
         settings = runtime.settings
-        policy = LockoutPolicy(settings.dashboard_max_failed_logins, settings.dashboard_lockout_s)
+        policy = LockoutPolicy(
+            settings.dashboard_account_lock_failures, settings.dashboard_lockout_s
+        )
+        throttle = ThrottlePolicy(
+            per_client=settings.dashboard_login_attempts_per_client,
+            overall=settings.dashboard_login_attempts_overall,
+            window_s=settings.dashboard_lockout_s,
+            per_name_failures=settings.dashboard_max_failed_logins,
+        )
         return cls(
             accounts=StaffAccounts(runtime.storage, policy=policy),
-            sessions=LoginSessions(runtime.storage, settings.dashboard_session_idle_s),
+            sessions=LoginSessions(
+                runtime.storage, settings.dashboard_session_idle_s, settings.dashboard_session_max_s
+            ),
+            throttle=LoginThrottle(throttle),
             cases=runtime.cases,
             actions=CaseActions(runtime.cases),
             rules=runtime.engine.rules,

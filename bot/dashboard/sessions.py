@@ -38,12 +38,18 @@ class SignedIn:
 
 
 class LoginSessions:
-    """Start, look up and end sign-ins; a sign-in ends after `idle_s` without a request."""
+    """Start, look up and end sign-ins; a sign-in ends after `idle_s` without the person
+    acting, and `max_s` after it began whatever they do."""
 
     def __init__(
-        self, storage: Storage, idle_s: float, clock: Callable[[], datetime] = utcnow
+        self,
+        storage: Storage,
+        idle_s: float,
+        max_s: float = 12 * 3600,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.storage, self.idle = storage, timedelta(seconds=idle_s)
+        self.lifetime = timedelta(seconds=max_s)
         self.clock = clock
 
     async def start(self, account: StaffAccount) -> str:
@@ -52,8 +58,13 @@ class LoginSessions:
 
         def work(s: Session) -> None:
             now = self.clock()
-            # Sign-ins left idle are swept here rather than by a timer.
-            s.execute(delete(StaffSession).where(col(StaffSession.last_seen_at) < now - self.idle))
+            # Sign-ins left idle or past their lifetime are swept here rather than by a timer.
+            s.execute(
+                delete(StaffSession).where(
+                    (col(StaffSession.last_seen_at) < now - self.idle)
+                    | (col(StaffSession.created_at) < now - self.lifetime)
+                )
+            )
             s.add(
                 StaffSession(
                     token_hash=_digest(token),
@@ -69,7 +80,9 @@ class LoginSessions:
         return token
 
     async def resolve(self, token: str, touch: bool = True) -> SignedIn | None:
-        """Return who holds `token`, or None when it is unknown, idle too long or disabled."""
+        """Return who holds `token`, or None when it is unknown, idle too long, past its
+        lifetime or disabled; `touch` False for requests the person did not make (a page
+        refreshing itself, a live stream), which do not keep the sign-in alive."""
 
         def work(s: Session) -> SignedIn | None:
             row = s.exec(
@@ -80,7 +93,13 @@ class LoginSessions:
             user = s.get(StaffUser, row.staff_id)
             now = self.clock()
             last_seen = aware(row.last_seen_at) or now
-            if user is None or user.disabled or now - last_seen > self.idle:
+            began = aware(row.created_at) or now
+            if (
+                user is None
+                or user.disabled
+                or now - last_seen > self.idle
+                or now - began > self.lifetime
+            ):
                 s.delete(row)
                 s.commit()
                 return None
@@ -104,11 +123,15 @@ class LoginSessions:
         await self.storage.run(work)
         logger.info("staff account %s signed out", signed_in.account.id)
 
-    async def end_all(self, staff_id: int) -> int:
-        """End every sign-in of an account (when it is disabled); return how many."""
+    async def end_all(self, staff_id: int, keep: int | None = None) -> int:
+        """End every sign-in of an account (disabled, or its password changed), but
+        `keep`; return how many."""
 
         def work(s: Session) -> int:
-            result = s.execute(delete(StaffSession).where(col(StaffSession.staff_id) == staff_id))
+            query = delete(StaffSession).where(col(StaffSession.staff_id) == staff_id)
+            if keep is not None:
+                query = query.where(col(StaffSession.id) != keep)
+            result = s.execute(query)
             s.commit()
             return int(result.rowcount)  # type: ignore[attr-defined]
 

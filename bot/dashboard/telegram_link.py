@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, select
 
 from bot.cases.models import Actor
+from bot.cases.store import aware
 from bot.dashboard.accounts import StaffAccount, account_from_row
 from bot.dashboard.roles import CLINICIANS, Role
 from bot.models import utcnow
@@ -52,10 +53,6 @@ class LinkCode:
 def _digest(code: str) -> str:
     normal = "".join(ch for ch in code.upper() if ch in ALPHABET)
     return hashlib.sha256(normal.encode()).hexdigest()
-
-
-def _aware(at: datetime | None) -> datetime | None:
-    return at.replace(tzinfo=utcnow().tzinfo) if at is not None and at.tzinfo is None else at
 
 
 class TelegramLinks:
@@ -89,7 +86,7 @@ class TelegramLinks:
 
         def work(s: Session) -> StaffAccount:
             row = s.exec(select(StaffUser).where(StaffUser.telegram_link_hash == digest)).first()
-            expires = _aware(row.telegram_link_expires_at) if row is not None else None
+            expires = aware(row.telegram_link_expires_at) if row is not None else None
             if row is None or row.disabled or expires is None or expires < now:
                 raise LinkRefused(
                     "This code is not valid or has expired. Create a new one in the dashboard "

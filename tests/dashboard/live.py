@@ -172,6 +172,9 @@ def serving(
         for name in ("REDIS_URL", "DATABASE_URL", "TELEGRAM_BOT_TOKEN"):
             env.delenv(name, raising=False)
         env.chdir(folder)
+        # Every test client signs in from 127.0.0.1: the per-address limits are raised here
+        # unless a test module asks for the shipped ones (tests/dashboard/test_login.py).
+        overrides.setdefault("dashboard_login_attempts_per_client", 10_000)
         settings = load_settings(
             data_dir=folder / "data",
             index_dir=index_dir,

@@ -16,7 +16,12 @@ from bot.storage.tables import PromptDraft
 from tests.dashboard.live import LiveServer, csrf_of, sign_in
 
 PUBLIC = {("GET", "/dashboard/login"), ("POST", "/dashboard/login")}
-ANY_STAFF = {("POST", "/dashboard/logout")}
+# Every staff member's own: signing out, their account and its password.
+ANY_STAFF = {
+    ("POST", "/dashboard/logout"),
+    ("GET", "/dashboard/account"),
+    ("POST", "/dashboard/account/password"),
+}
 PROMPT_CONSOLE = "/dashboard/prompts"  # operators and admins; doctors are refused
 # Waiting changes to safety-critical texts: every staff member reads them, clinicians decide.
 STAFF_PAGES = {("GET", "/dashboard/approvals"), ("GET", "/dashboard/approvals/{request_id}")}
@@ -134,6 +139,8 @@ def test_the_routes_are_the_ones_expected() -> None:
         "/dashboard/telegram",
         "/dashboard/telegram/code",
         "/dashboard/telegram/unlink",
+        "/dashboard/account",
+        "/dashboard/account/password",
     }
     assert set(ROUTES) >= PUBLIC
 
@@ -190,6 +197,15 @@ def test_every_staff_member_reads_the_waiting_changes(
         assert res.status_code == 200 and "emergency_texts" in res.text
         assert "chest pain" not in res.text  # no patient data
     assert EMERGENCY_CHANGE in _request(doctor, method, APPROVALS + "1", case_id, {}).text
+
+
+def test_every_staff_member_opens_their_own_account_page(
+    operator: httpx.Client, doctor: httpx.Client
+) -> None:
+    for client in (operator, doctor):
+        res = client.get("/dashboard/account")
+        assert res.status_code == 200 and "Change your password" in res.text
+        assert "chest pain" not in res.text
 
 
 @pytest.mark.parametrize(("method", "path"), FOR_PROMPT_EDITORS)

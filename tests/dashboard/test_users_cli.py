@@ -86,7 +86,7 @@ def with_ada(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("add bob --role doctor --name Bob --password-stdin", "short", 2,
          "a password needs at least 10 characters"),
         ("add bob --role doctor --name Bob", f"{PASSWORD}\nanother password\n", 2,
-         "the passwords differ; nothing was created"),
+         "the passwords differ; nothing was saved"),
         ("add 'bob smith' --role doctor --name Bob --password-stdin", PASSWORD, 1,
          "use 2-64 letters"),
         ("disable nobody", "", 1, "no user named 'nobody'"),
@@ -107,3 +107,17 @@ async def test_mistakes_get_a_clear_message_and_change_nothing(
     assert [(a.username, a.display_name, a.disabled) for a in accounts] == [
         ("ada", "Dr Ada", False)
     ]
+
+
+async def test_an_administrator_resets_a_forgotten_password(tmp_path: Path) -> None:
+    add = ["add", "ida", "--role", "doctor", "--name", "Dr Ida", "--password-stdin"]
+    assert users(tmp_path, *add, stdin=PASSWORD + "\n").returncode == 0
+    new = "the second long password"
+    out = users(tmp_path, "reset-password", "ida", "--password-stdin", stdin=new + "\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("new password for ida (signed out of 0 session(s))")
+    assert new not in out.stdout + out.stderr
+    assert await sign_in(tmp_path, "ida") is LoginFailure.WRONG
+    assert await sign_in(tmp_path, "ida", new) is None
+    missing = users(tmp_path, "reset-password", "nobody", "--password-stdin", stdin=new + "\n")
+    assert missing.returncode == 1 and "no user named 'nobody'" in missing.stderr

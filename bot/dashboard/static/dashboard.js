@@ -31,7 +31,11 @@
 
   // Replace the parts of the page listed in `ids` with their fresh versions.
   async function refresh(ids) {
-    const res = await fetch(location.pathname, {credentials: "same-origin"});
+    // Marked as a refresh: the page updating itself is not the doctor acting, so an open tab
+    // does not keep an idle sign-in alive.
+    const res = await fetch(location.pathname, {
+      credentials: "same-origin", headers: {"X-CareBot-Refresh": "1"},
+    });
     if (!res.ok || res.redirected) { location.reload(); return; }  // signed out: show login
     const fresh = new DOMParser().parseFromString(await res.text(), "text/html");
     for (const id of ids) {

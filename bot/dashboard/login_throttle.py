@@ -1,0 +1,68 @@
+"""Sign-in attempts counted before any password is checked.
+
+Argon2 costs about 0.1 s of a core per guess, and the accounts' own lockout let anyone lock
+every doctor out with a handful of requests each. So, in front of both: a limit per client
+address, a limit for all addresses together (a distributed guesser, or a flood meant to keep
+the password pool busy), and a lock per address and username (a typo-prone doctor locks only
+themselves out, on their own device; an attacker elsewhere cannot lock them out). The
+account-wide lock (StaffAccounts) stays as the backstop against guessing from many
+addresses, with a higher threshold.
+
+Counts live in this process's memory: a restart forgets them (the account-wide lock, in the
+database, does not), and several workers each count their own share.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.rate_limit import ChatRateLimit
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """How many sign-in attempts are allowed, and in what windows."""
+
+    per_client: int = 10  # attempts per address per window
+    overall: int = 60  # attempts from all addresses per window
+    window_s: float = 600.0
+    per_name_failures: int = 5  # wrong passwords for one username from one address
+
+
+class LoginThrottle:
+    """Say whether a sign-in attempt may go on to the password check."""
+
+    def __init__(
+        self, policy: ThrottlePolicy | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.policy = policy or ThrottlePolicy()
+        p = self.policy
+        self._clients = ChatRateLimit(p.per_client, p.window_s, clock)
+        self._overall = ChatRateLimit(p.overall, p.window_s, clock)
+        self._failures = ChatRateLimit(p.per_name_failures - 1, p.window_s, clock)
+
+    def admit(self, client: str, username: str) -> int:
+        """Record an attempt; 0 when it may proceed, else the seconds to wait."""
+        name_key = f"{client}\n{username.strip().lower()}"
+        if self._failures.over(name_key):
+            return self._wait(self._failures.wait_s(name_key))
+        if self._clients.check(client) != "ok":
+            return self._wait(self._clients.wait_s(client))
+        if self._overall.check("*") != "ok":
+            return self._wait(self._overall.wait_s("*"))
+        return 0
+
+    def failed(self, client: str, username: str) -> None:
+        """A wrong password for `username` from `client`."""
+        self._failures.check(f"{client}\n{username.strip().lower()}")
+
+    def succeeded(self, client: str, username: str) -> None:
+        """A right password: that address's failures for that name are forgotten."""
+        self._failures.forget(f"{client}\n{username.strip().lower()}")
+
+    @staticmethod
+    def _wait(seconds: float) -> int:
+        return max(1, math.ceil(seconds))
