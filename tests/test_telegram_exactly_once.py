@@ -28,6 +28,9 @@ async def test_a_restart_after_an_emergency_gives_its_instruction_once(
     update_id = api.send_update(first)
     texts = await replies(api, 93, 1)
     assert FULL_INSTRUCTION in texts[0]
+    await settle(api)
+    # On a slow machine the instruction goes ahead of the turn and the turn's reply follows.
+    before = len(api.texts(93))
     # As after kill -9 between delivering the reply and marking the update done.
     with Session(rt.storage.engine) as s:
         row = s.exec(select(ChannelUpdate).where(ChannelUpdate.update_id == update_id)).one()
@@ -38,12 +41,13 @@ async def test_a_restart_after_an_emergency_gives_its_instruction_once(
     api.send_update(private_message(2, 93, text=FEVER))  # written while CareBot is down
 
     await start()  # fresh session memory, same database
-    texts = await replies(api, 93, 2)
+    texts = await replies(api, 93, before + 1)
     await settle(api)
     texts = api.texts(93)
-    assert len(texts) == 2, "|".join(t[:30] for t in texts)
+    # The replayed update sends nothing again; the new message gets one reply, a reminder.
+    assert len(texts) == before + 1, "|".join(t[:30] for t in texts)
     assert sum(FULL_INSTRUCTION in t for t in texts) == 1
-    assert "Reminder" in texts[1]
+    assert "Reminder" in texts[-1]
 
 
 async def test_a_message_the_database_cannot_take_is_still_answered_from_the_rules(
