@@ -28,8 +28,14 @@ async def test_a_restart_after_an_emergency_gives_its_instruction_once(
     update_id = api.send_update(first)
     texts = await replies(api, 93, 1)
     assert FULL_INSTRUCTION in texts[0]
-    await settle(api)
-    # On a slow machine the instruction goes ahead of the turn and the turn's reply follows.
+
+    def handled() -> bool:
+        with Session(rt.storage.engine) as s:
+            row = s.exec(select(ChannelUpdate).where(ChannelUpdate.update_id == update_id)).one()
+            return row.status == "done"
+
+    # On a slow machine the instruction goes ahead of the turn and the turn's reply follows it.
+    assert await api.await_for(handled, 30)
     before = len(api.texts(93))
     # As after kill -9 between delivering the reply and marking the update done.
     with Session(rt.storage.engine) as s:
