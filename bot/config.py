@@ -238,6 +238,12 @@ class Settings(BaseSettings):
     dashboard_session_max_s: int = Field(
         default=12 * 3600, ge=60, description="A dashboard sign-in ends this long after it began."
     )
+    dashboard_require_two_factor: bool = Field(
+        default=False,
+        description="Every staff account must turn on two-step sign-in (a code from an "
+        "authenticator app) before it can use the dashboard; until then it sees only its "
+        "account page.",
+    )
     dashboard_max_failed_logins: int = Field(
         default=5,
         ge=1,

@@ -1,4 +1,5 @@
-"""A staff member's own account, under /dashboard/account: changing the password."""
+"""A staff member's own account, under /dashboard/account: changing the password, turning
+two-step sign-in (a code from an authenticator app) on and off."""
 
 from __future__ import annotations
 
@@ -8,17 +9,23 @@ from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from bot.dashboard.errors import AccountError
-from bot.dashboard.guards import StaffForm, StaffPage
+from bot.dashboard.guards import AccountForm, AccountPage
 from bot.dashboard.services import DashboardServices, services
 from bot.dashboard.sessions import SignedIn
+from bot.dashboard.two_factor import Enrolment
 
 router = APIRouter(prefix="/dashboard/account", include_in_schema=False)
 Services = Annotated[DashboardServices, Depends(services)]
 Password = Annotated[str, Form(max_length=1024)]
+Code = Annotated[str, Form(max_length=32)]
 
 
 def _page(
-    svc: DashboardServices, who: SignedIn, changed: bool = False, refused: str | None = None
+    svc: DashboardServices,
+    who: SignedIn,
+    changed: str = "",
+    refused: str | None = None,
+    enrolment: Enrolment | None = None,
 ) -> HTMLResponse:
     return svc.pages.render(
         "account.html",
@@ -29,18 +36,23 @@ def _page(
         title="Your account",
         changed=changed,
         refused=refused,
+        enrolment=enrolment,
+        two_factor_required=svc.require_two_factor,
     )
 
 
 @router.get("")
-async def account(svc: Services, who: StaffPage, changed: bool = False) -> HTMLResponse:
-    return _page(svc, who, changed=changed)
+async def account(svc: Services, who: AccountPage, changed: str = "") -> HTMLResponse:
+    return _page(svc, who, changed=changed if changed in CHANGES else "")
+
+
+CHANGES = frozenset({"password", "2fa_on", "2fa_off"})
 
 
 @router.post("/password")
 async def change_password(
     svc: Services,
-    who: StaffForm,
+    who: AccountForm,
     current: Password = "",
     new: Password = "",
     repeat: Password = "",
@@ -53,4 +65,35 @@ async def change_password(
         return _page(svc, who, refused=str(exc))
     # Whoever else holds a sign-in of this account (a stolen cookie, another device) is out.
     await svc.sessions.end_all(who.account.id, keep=who.session_id)
-    return RedirectResponse("/dashboard/account?changed=true", 303)
+    return RedirectResponse("/dashboard/account?changed=password", 303)
+
+
+@router.post("/2fa/begin")
+async def begin_two_factor(svc: Services, who: AccountForm) -> Response:
+    if who.account.two_factor:
+        return RedirectResponse("/dashboard/account", 303)
+    try:
+        enrolment = await svc.two_factor.begin(who.account)
+    except AccountError as exc:
+        return _page(svc, who, refused=str(exc))
+    return _page(svc, who, enrolment=enrolment)
+
+
+@router.post("/2fa/confirm")
+async def confirm_two_factor(svc: Services, who: AccountForm, code: Code = "") -> Response:
+    if await svc.two_factor.confirm(who.account, code):
+        # Sign-ins opened with the password alone (another device, a stolen cookie) end.
+        await svc.sessions.end_all(who.account.id, keep=who.session_id)
+        return RedirectResponse("/dashboard/account?changed=2fa_on", 303)
+    enrolment = await svc.two_factor.pending(who.account)
+    refused = "that code is not the one your app shows now" if enrolment else "start again"
+    return _page(svc, who, refused=refused, enrolment=enrolment)
+
+
+@router.post("/2fa/off")
+async def turn_off_two_factor(svc: Services, who: AccountForm, code: Code = "") -> Response:
+    if svc.require_two_factor:
+        return _page(svc, who, refused="this CareBot requires two-step sign-in")
+    if not await svc.two_factor.turn_off(who.account, code):
+        return _page(svc, who, refused="that code is not the one your app shows now")
+    return RedirectResponse("/dashboard/account?changed=2fa_off", 303)

@@ -39,6 +39,7 @@ class StaffAccount(BaseModel):
     telegram_user_id: int | None
     disabled: bool
     locked_until: datetime | None
+    two_factor: bool = False  # a confirmed TOTP secret: sign-in asks for a code too
 
     @property
     def label(self) -> str:
@@ -116,6 +117,7 @@ def account_from_row(row: StaffUser) -> StaffAccount:
         telegram_user_id=row.telegram_user_id,
         disabled=row.disabled,
         locked_until=aware(row.locked_until),
+        two_factor=row.totp_secret is not None,
     )
 
 

@@ -23,6 +23,8 @@ async def _denied(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Denied)
     if exc.to_login:
         return RedirectResponse(f"/dashboard/login?next={quote(request.url.path)}", 303)
+    if exc.to:
+        return RedirectResponse(exc.to, 303)
     pages: Pages = request.app.state.dashboard_pages
     return pages.render(
         "error.html",

@@ -1,4 +1,5 @@
-"""`carebot users add|list|disable`: the dashboard's staff accounts (patients have none)."""
+"""`carebot users add|list|disable|reset-password|reset-2fa`: the dashboard's staff accounts
+(patients have none)."""
 
 from __future__ import annotations
 
@@ -94,13 +95,14 @@ def list_() -> None:
         typer.echo("no staff accounts yet: carebot users add USERNAME --role doctor --name ...")
         return
     now = utcnow()
-    rows = [("USERNAME", "NAME", "ROLE", "TELEGRAM", "STATE")]
+    rows = [("USERNAME", "NAME", "ROLE", "TELEGRAM", "2FA", "STATE")]
     for a in accounts:
         state = "disabled" if a.disabled else "active"
         if not a.disabled and a.locked_until is not None and a.locked_until > now:
             state = f"locked until {a.locked_until:%H:%M} UTC"
         telegram = str(a.telegram_user_id) if a.telegram_user_id else "-"
-        rows.append((a.username, a.display_name, a.role.value, telegram, state))
+        two_factor = "on" if a.two_factor else "-"
+        rows.append((a.username, a.display_name, a.role.value, telegram, two_factor, state))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -149,6 +151,27 @@ def reset_password(
 
     ended = _with_storage(config, work)
     typer.echo(f"new password for {username.strip().lower()} (signed out of {ended} session(s))")
+
+
+@users_app.command("reset-2fa")
+def reset_two_factor(
+    username: Annotated[str, typer.Argument(help="The account whose phone is lost.")],
+) -> None:
+    """Turn two-step sign-in off for an account (a lost phone) and end its sign-ins; its
+    owner signs in with the password alone and can set it up again."""
+    from bot.dashboard.sessions import LoginSessions
+    from bot.dashboard.two_factor import TwoFactor
+
+    config = _settings()
+
+    async def work(storage: Storage) -> int:
+        account = await TwoFactor(storage).reset(username)
+        return await LoginSessions(storage, config.dashboard_session_idle_s).end_all(account.id)
+
+    ended = _with_storage(config, work)
+    typer.echo(
+        f"two-step sign-in off for {username.strip().lower()} (signed out of {ended} session(s))"
+    )
 
 
 def register(app: typer.Typer) -> None:

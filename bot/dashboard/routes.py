@@ -9,13 +9,31 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+from bot.cases.models import CaseView
 from bot.dashboard import csrf, live
 from bot.dashboard.accounts import StaffAccount
 from bot.dashboard.actions import Disposition, Notice
-from bot.dashboard.guards import ClinicianForm, ClinicianPage, ClinicianStream, Denied, StaffForm
+from bot.dashboard.case_reads import CLOSED, REASON_MAX, REASON_MIN, GlassRefused
+from bot.dashboard.guards import (
+    REFRESH_HEADER,
+    AccountForm,
+    ClinicianForm,
+    ClinicianPage,
+    ClinicianStream,
+    Denied,
+)
 from bot.dashboard.guards import signed_in as current_sign_in
+from bot.dashboard.roles import Role
 from bot.dashboard.services import DashboardServices, services
-from bot.dashboard.sessions import clear_session_cookie, set_session_cookie
+from bot.dashboard.sessions import (
+    CHALLENGE_COOKIE,
+    SignedIn,
+    clear_challenge_cookie,
+    clear_session_cookie,
+    set_challenge_cookie,
+    set_session_cookie,
+)
+from bot.dashboard.two_factor import ChallengeOutcome
 from bot.dashboard.views import case_page
 from bot.models import utcnow
 
@@ -27,6 +45,10 @@ SAFE_NEXT = re.compile(r"/dashboard(/[A-Za-z0-9_/-]*)?")  # never another site
 
 def _https(request: Request) -> bool:
     return request.url.scheme == "https"
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
 
 
 def _next(target: str) -> str:
@@ -47,11 +69,13 @@ def _login_form(
     username: str = "",
     failed: bool = False,
     wait_s: int = 0,
+    step: str = "password",
+    code_over: bool = False,
 ) -> HTMLResponse:
     token = csrf.new_token()
     response = svc.pages.render(
-        "login.html",
-        status=429 if wait_s else 401 if failed else 200,
+        "login.html" if step == "password" else "login_code.html",
+        status=429 if wait_s else 401 if failed or code_over else 200,
         page="login",
         events=None,
         who=None,
@@ -60,6 +84,7 @@ def _login_form(
         next=_next(next_),
         username=username,
         failed=failed,
+        code_over=code_over,
         wait_minutes=math.ceil(wait_s / 60) if wait_s else 0,
     )
     if wait_s:
@@ -87,7 +112,7 @@ async def login(
 ) -> Response:
     if not csrf.matches(request.cookies.get(csrf.LOGIN_COOKIE), csrf_token):
         raise Denied(403, "The sign-in form has expired. Reload the page and try again.")
-    client = request.client.host if request.client else ""
+    client = _client(request)
     # Counted before the password is checked: a flood never reaches argon2.
     wait_s = svc.throttle.admit(client, username)
     if wait_s:
@@ -99,14 +124,61 @@ async def login(
         svc.throttle.failed(client, username)
         return _login_form(request, svc, next_, username, failed=True)
     svc.throttle.succeeded(client, username)
-    response = RedirectResponse(_landing(_next(next_), result.account), 303)
-    set_session_cookie(response, await svc.sessions.start(result.account), _https(request))
+    if result.account.two_factor:
+        # The password is right; the sign-in begins only once a code from the app is too.
+        response = RedirectResponse(f"/dashboard/login/code?next={_next(next_)}", 303)
+        token = await svc.two_factor.challenge(result.account)
+        set_challenge_cookie(response, token, _https(request))
+        return response
+    return await _signed_in(request, svc, result.account, next_)
+
+
+async def _signed_in(
+    request: Request, svc: DashboardServices, account: StaffAccount, next_: str
+) -> Response:
+    response = RedirectResponse(_landing(_next(next_), account), 303)
+    set_session_cookie(response, await svc.sessions.start(account), _https(request))
     response.delete_cookie(csrf.LOGIN_COOKIE, path="/dashboard/login")
+    clear_challenge_cookie(response, _https(request))
+    return response
+
+
+@router.get("/login/code")
+async def login_code_page(
+    request: Request, svc: Services, next_: NextQuery = "/dashboard"
+) -> Response:
+    if not request.cookies.get(CHALLENGE_COOKIE):
+        return RedirectResponse(f"/dashboard/login?next={_next(next_)}", 303)
+    return _login_form(request, svc, next_, step="code")
+
+
+@router.post("/login/code")
+async def login_code(
+    request: Request,
+    svc: Services,
+    code: Annotated[str, Form(max_length=32)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next_: Annotated[str, Form(alias="next", max_length=512)] = "/dashboard",
+) -> Response:
+    if not csrf.matches(request.cookies.get(csrf.LOGIN_COOKIE), csrf_token):
+        raise Denied(403, "The sign-in form has expired. Reload the page and try again.")
+    client = _client(request)
+    wait_s = svc.throttle.admit(client, "")  # codes count towards the address's attempts
+    if wait_s:
+        return _login_form(request, svc, next_, wait_s=wait_s, step="code")
+    token = request.cookies.get(CHALLENGE_COOKIE, "")
+    result = await svc.two_factor.answer(token, code, client)
+    if result.outcome is ChallengeOutcome.PASSED and result.account is not None:
+        return await _signed_in(request, svc, result.account, next_)
+    if result.outcome is ChallengeOutcome.WRONG:
+        return _login_form(request, svc, next_, failed=True, step="code")
+    response = _login_form(request, svc, next_, code_over=True)
+    clear_challenge_cookie(response, _https(request))
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, svc: Services, who: StaffForm) -> Response:
+async def logout(request: Request, svc: Services, who: AccountForm) -> Response:
     await svc.sessions.end(who)
     response = RedirectResponse("/dashboard/login", 303)
     clear_session_cookie(response, _https(request))
@@ -134,12 +206,21 @@ async def queue_events(request: Request, svc: Services, who: ClinicianStream) ->
 
 @router.get("/cases/{case_id}")
 async def case(
-    svc: Services, who: ClinicianPage, case_id: int, notice: Notice | None = None
+    request: Request,
+    svc: Services,
+    who: ClinicianPage,
+    case_id: int,
+    notice: Notice | None = None,
 ) -> HTMLResponse:
     detail = await svc.cases.store.detail(case_id)
     if detail is None:
         raise Denied(404, f"There is no case #{case_id}.", who=who)
-    view = await case_page(detail, who.account, svc.accounts, svc.rules)
+    if not await svc.reads.open_to(detail.case, who.account):
+        return _break_glass_page(svc, who, detail.case)
+    if REFRESH_HEADER not in request.headers:  # a page refreshing itself is the same read
+        await svc.reads.record(case_id, who.account, "page", _client(request))
+    reads = await svc.reads.of_case(case_id) if who.account.role is Role.ADMIN else None
+    view = await case_page(detail, who.account, svc.accounts, svc.rules, reads)
     return svc.pages.render(
         "case.html",
         page="case",
@@ -156,7 +237,54 @@ async def case(
 async def case_events(
     request: Request, svc: Services, who: ClinicianStream, case_id: int
 ) -> Response:
+    case = await svc.cases.store.view(case_id)
+    if case is None:
+        raise Denied(404, f"There is no case #{case_id}.", who=who)
+    if not await svc.reads.open_to(case, who.account):
+        raise Denied(403, CLOSED_CASE, who=who)
+    await svc.reads.record(case_id, who.account, "stream", _client(request))
     return _event_stream(request, svc, case_id)
+
+
+CLOSED_CASE = "This case is closed: open it from its page, saying why."
+
+
+def _break_glass_page(
+    svc: DashboardServices, who: SignedIn, case: CaseView, refused: str | None = None
+) -> HTMLResponse:
+    # Nothing of the patient's is on this page: not the summary, not the pseudonym.
+    return svc.pages.render(
+        "break_glass.html",
+        status=422 if refused else 403,
+        page="case",
+        events=None,
+        who=who,
+        title=f"Case #{case.id} is closed",
+        case_id=case.id,
+        status_word=case.status.value,
+        refused=refused,
+        reason_min=REASON_MIN,
+        reason_max=REASON_MAX,
+    )
+
+
+@router.post("/cases/{case_id}/break-glass")
+async def break_glass(
+    svc: Services,
+    who: ClinicianForm,
+    case_id: int,
+    reason: Annotated[str, Form(max_length=4096)] = "",
+) -> Response:
+    case = await svc.cases.store.view(case_id)
+    if case is None:
+        raise Denied(404, f"There is no case #{case_id}.", who=who)
+    if case.status not in CLOSED:
+        return RedirectResponse(f"/dashboard/cases/{case_id}", 303)
+    try:
+        await svc.reads.break_glass(case_id, who.account, reason)
+    except GlassRefused as exc:
+        return _break_glass_page(svc, who, case, refused=str(exc))
+    return RedirectResponse(f"/dashboard/cases/{case_id}", 303)
 
 
 @router.post("/cases/{case_id}/claim")

@@ -9,11 +9,13 @@ from fastapi import Request
 from bot.cases.service import CaseService
 from bot.dashboard.accounts import LockoutPolicy, StaffAccounts
 from bot.dashboard.actions import CaseActions
+from bot.dashboard.case_reads import CaseReads
 from bot.dashboard.login_throttle import LoginThrottle, ThrottlePolicy
 from bot.dashboard.pages import Pages
 from bot.dashboard.prompt_console import PromptConsole
 from bot.dashboard.sessions import LoginSessions
 from bot.dashboard.telegram_link import TelegramLinks
+from bot.dashboard.two_factor import TwoFactor
 from bot.prompt_preview import PromptPreview
 from bot.runtime import Runtime
 from bot.triage.rules import TriageRules
@@ -28,12 +30,15 @@ class DashboardServices:
     throttle: LoginThrottle
     cases: CaseService
     actions: CaseActions
+    reads: CaseReads
     rules: TriageRules
     prompts: PromptConsole
     links: TelegramLinks
+    two_factor: TwoFactor
     pages: Pages
     heartbeat_s: float
     doctors_chat_configured: bool
+    require_two_factor: bool
 
     @classmethod
     def of(cls, runtime: Runtime, pages: Pages) -> DashboardServices:
@@ -56,12 +61,15 @@ class DashboardServices:
             throttle=LoginThrottle(throttle),
             cases=runtime.cases,
             actions=CaseActions(runtime.cases),
+            reads=CaseReads(runtime.storage),
             rules=runtime.engine.rules,
             prompts=PromptConsole(runtime.prompt_store, PromptPreview(runtime.engine)),
             links=TelegramLinks(runtime.storage),
+            two_factor=TwoFactor(runtime.storage),
             pages=pages,
             heartbeat_s=settings.dashboard_heartbeat_s,
             doctors_chat_configured=settings.doctors_chat_id is not None,
+            require_two_factor=settings.dashboard_require_two_factor,
         )
 
 

@@ -21,6 +21,8 @@ from bot.storage.tables import StaffSession, StaffUser
 logger = logging.getLogger(__name__)
 COOKIE = "carebot_session"
 COOKIE_PATH = "/dashboard"
+CHALLENGE_COOKIE = "carebot_login_challenge"  # a right password waiting for its code
+CHALLENGE_PATH = "/dashboard/login"
 TOUCH_EVERY = timedelta(seconds=60)  # write last_seen_at at most once a minute per session
 
 
@@ -150,3 +152,23 @@ def set_session_cookie(response: Response, token: str, secure: bool) -> None:
 def clear_session_cookie(response: Response, secure: bool) -> None:
     """Make the browser forget its sign-in token."""
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax", secure=secure)
+
+
+def set_challenge_cookie(response: Response, token: str, secure: bool) -> None:
+    """Hold the second sign-in step's token, sent back only to the login pages."""
+    response.set_cookie(
+        CHALLENGE_COOKIE,
+        token,
+        path=CHALLENGE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        max_age=300,
+    )
+
+
+def clear_challenge_cookie(response: Response, secure: bool) -> None:
+    """Forget the second step's token (passed, or over)."""
+    response.delete_cookie(
+        CHALLENGE_COOKIE, path=CHALLENGE_PATH, httponly=True, samesite="strict", secure=secure
+    )

@@ -38,6 +38,7 @@ class CasePage(BaseModel):
     can_reply: bool
     can_resolve: bool
     dispositions: list[tuple[str, str]]
+    reads: list[AuditRow] | None = None  # who read the case: shown to administrators
 
 
 def _value(value: object) -> str:
@@ -61,9 +62,14 @@ def _audit(line: AuditLine, names: dict[str, str]) -> AuditRow:
 
 
 async def case_page(
-    detail: CaseDetail, viewer: StaffAccount, accounts: StaffAccounts, rules: TriageRules
+    detail: CaseDetail,
+    viewer: StaffAccount,
+    accounts: StaffAccounts,
+    rules: TriageRules,
+    reads: list[AuditLine] | None = None,
 ) -> CasePage:
-    """Explain the case's rules, name the staff in its audit trail, and offer what may be done."""
+    """Explain the case's rules, name the staff in its audit trail and among its readers, and
+    offer what may be done."""
     names = {a.label: a.display_name for a in await accounts.all()}
     case = detail.case
     triage = detail.triage or {}
@@ -78,4 +84,5 @@ async def case_page(
         can_reply=holds(case, viewer),
         can_resolve=may_resolve(case, viewer),
         dispositions=[(d.value, d.label) for d in Disposition],
+        reads=None if reads is None else [_audit(line, names) for line in reads],
     )

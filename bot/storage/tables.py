@@ -138,6 +138,11 @@ class StaffUser(SQLModel, table=True):
     telegram_link_expires_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))
     )
+    # The optional second factor (TOTP): the shared secret once confirmed, the one being set
+    # up, and the last time step used (each code works once).
+    totp_secret: str | None = Field(default=None, max_length=64)
+    totp_pending_secret: str | None = Field(default=None, max_length=64)
+    totp_last_step: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class AuditEvent(SQLModel, table=True):
@@ -194,6 +199,19 @@ class StaffSession(SQLModel, table=True):
     csrf_token: str = Field(max_length=64)
     created_at: datetime = _ts(nullable=False)
     last_seen_at: datetime = _ts(nullable=False)
+
+
+class StaffLoginChallenge(SQLModel, table=True):
+    """A sign-in waiting for its second factor: the password was right, the code is due."""
+
+    __tablename__ = "staff_login_challenges"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    staff_id: int = Field(foreign_key="staff_users.id", index=True)
+    created_at: datetime = _ts(nullable=False)
+    failures: int = 0
 
 
 class PromptVersion(SQLModel, table=True):

@@ -15,12 +15,21 @@ from bot.runtime import Runtime
 from bot.storage.tables import PromptDraft
 from tests.dashboard.live import LiveServer, csrf_of, sign_in
 
-PUBLIC = {("GET", "/dashboard/login"), ("POST", "/dashboard/login")}
-# Every staff member's own: signing out, their account and its password.
+# Signing in: the password, then (for accounts with two-step sign-in) the code.
+PUBLIC = {
+    ("GET", "/dashboard/login"),
+    ("POST", "/dashboard/login"),
+    ("GET", "/dashboard/login/code"),
+    ("POST", "/dashboard/login/code"),
+}
+# Every staff member's own: signing out, their account, its password and second factor.
 ANY_STAFF = {
     ("POST", "/dashboard/logout"),
     ("GET", "/dashboard/account"),
     ("POST", "/dashboard/account/password"),
+    ("POST", "/dashboard/account/2fa/begin"),
+    ("POST", "/dashboard/account/2fa/confirm"),
+    ("POST", "/dashboard/account/2fa/off"),
 }
 PROMPT_CONSOLE = "/dashboard/prompts"  # operators and admins; doctors are refused
 # Waiting changes to safety-critical texts: every staff member reads them, clinicians decide.
@@ -125,6 +134,7 @@ def test_the_routes_are_the_ones_expected() -> None:
         "/dashboard/cases/{case_id}/claim",
         "/dashboard/cases/{case_id}/reply",
         "/dashboard/cases/{case_id}/resolve",
+        "/dashboard/cases/{case_id}/break-glass",
         "/dashboard/logout",
         "/dashboard/prompts",
         "/dashboard/prompts/{name}",
@@ -141,6 +151,9 @@ def test_the_routes_are_the_ones_expected() -> None:
         "/dashboard/telegram/unlink",
         "/dashboard/account",
         "/dashboard/account/password",
+        "/dashboard/account/2fa/begin",
+        "/dashboard/account/2fa/confirm",
+        "/dashboard/account/2fa/off",
     }
     assert set(ROUTES) >= PUBLIC
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import closing
+from datetime import timedelta
 
 import httpx
 import pytest
 
+from bot.dashboard.accounts import StaffAccount, StaffAccounts
+from bot.dashboard.case_reads import CaseReads
 from bot.dashboard.roles import Role
+from bot.models import utcnow
+from bot.runtime import Runtime
 from tests.dashboard.live import LiveServer, csrf_of, sign_in
 
 
@@ -198,3 +204,83 @@ def test_the_case_belongs_to_an_account_not_a_name(live: LiveServer) -> None:
     assert "The case is resolved." in page.text
     for client in (first, namesake, admin):
         client.close()
+
+
+def reads_of(live: LiveServer, case_id: int) -> list[tuple[str, str]]:
+    """(actor, via) of every recorded read of the case."""
+    lines = live.call(lambda rt: CaseReads(rt.storage).of_case(case_id))
+    return [(line.actor, str(line.details["via"])) for line in lines]
+
+
+def test_who_read_a_case_is_recorded_and_shown_to_administrators(
+    live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]
+) -> None:
+    gus, hal = doctors
+    gus_id = live.call(lambda rt: account_of(rt, "gus")).id
+    hal_id = live.call(lambda rt: account_of(rt, "hal")).id
+    case_id = live.open_case("reads-1")
+    assert gus.get(f"/dashboard/cases/{case_id}").status_code == 200
+    # The page refreshing itself is the same reading: not recorded again.
+    refreshed = gus.get(f"/dashboard/cases/{case_id}", headers={"X-CareBot-Refresh": "1"})
+    assert refreshed.status_code == 200
+    with hal.stream("GET", f"/dashboard/cases/{case_id}/events") as res:
+        EventStream(res).until("event: ready")
+    assert reads_of(live, case_id) == [(f"staff:{gus_id}", "page"), (f"staff:{hal_id}", "stream")]
+
+    page = gus.get(f"/dashboard/cases/{case_id}", headers={"X-CareBot-Refresh": "1"}).text
+    assert "Who read this case" not in page  # a doctor does not see the readers ...
+    assert "Audit trail" in page and "read</strong>" not in page  # ... nor do reads fill the trail
+    live.add_staff("ines", Role.ADMIN, "Ines Admin")
+    ines, _ = sign_in(live.url, "ines")
+    with closing(ines):
+        page = ines.get(f"/dashboard/cases/{case_id}").text
+    readers = page.split('id="reads"', 1)[1]
+    assert readers.index("Dr Gus") < readers.index("Dr Hal") < readers.index("Ines Admin")
+    assert "via: stream" in readers
+
+
+def test_a_closed_case_opens_only_by_breaking_the_glass(
+    live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]
+) -> None:
+    gus, hal = doctors
+    case_id = live.open_case("glass-1")
+    post(gus, f"/dashboard/cases/{case_id}/claim")
+    page = post(
+        gus, f"/dashboard/cases/{case_id}/resolve", outcome="Seen in A&E.", disposition="other"
+    )
+    assert "The case is resolved." in page.text  # its doctor reads it back without a reason
+
+    closed = hal.get(f"/dashboard/cases/{case_id}")
+    assert closed.status_code == 403 and "is closed" in closed.text
+    assert "chest pain" not in closed.text.lower()  # nothing of the patient's before the reason
+    with hal.stream("GET", f"/dashboard/cases/{case_id}/events") as res:
+        assert res.status_code == 403
+    token = csrf_of(closed.text)
+    for reason in ("", "   ", "because", "x" * 501):
+        refused = hal.post(
+            f"/dashboard/cases/{case_id}/break-glass", data={"csrf_token": token, "reason": reason}
+        )
+        assert refused.status_code == 422 and "Not opened" in refused.text
+    assert hal.get(f"/dashboard/cases/{case_id}").status_code == 403
+
+    opened = hal.post(
+        f"/dashboard/cases/{case_id}/break-glass",
+        data={"csrf_token": token, "reason": "Patient  complained about the advice; reviewing."},
+    )
+    assert opened.status_code == 303
+    page = hal.get(f"/dashboard/cases/{case_id}")
+    assert page.status_code == 200 and "chest pain" in page.text.lower()
+    trail = page.text.split('id="audit"', 1)[1]
+    assert "break glass</strong> by Dr Hal" in trail
+    assert "Patient complained about the advice; reviewing." in trail
+    # An hour later the glass is whole again.
+    later = CaseReads(live.runtime.storage, clock=lambda: utcnow() + timedelta(minutes=61))
+    view = live.call(lambda rt: rt.cases.store.view(case_id))
+    assert view is not None and view.status.value == "resolved"
+    hal_account = live.call(lambda rt: account_of(rt, "hal"))
+    assert live.call(lambda rt: later.open_to(view, hal_account)) is False
+    assert live.call(lambda rt: CaseReads(rt.storage).open_to(view, hal_account)) is True
+
+
+async def account_of(rt: Runtime, username: str) -> StaffAccount:
+    return next(a for a in await StaffAccounts(rt.storage).all() if a.username == username)

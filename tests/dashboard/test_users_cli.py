@@ -57,9 +57,9 @@ async def test_add_list_disable(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr  # asked twice (from stdin when there is no terminal)
 
     listing = users(tmp_path, "list").stdout.splitlines()
-    assert listing[0].split() == ["USERNAME", "NAME", "ROLE", "TELEGRAM", "STATE"]
-    assert listing[1].split() == ["ada", "Dr", "Ada", "doctor", "4242", "active"]
-    assert listing[2].split() == ["olly", "Olly", "operator", "-", "active"]
+    assert listing[0].split() == ["USERNAME", "NAME", "ROLE", "TELEGRAM", "2FA", "STATE"]
+    assert listing[1].split() == ["ada", "Dr", "Ada", "doctor", "4242", "-", "active"]
+    assert listing[2].split() == ["olly", "Olly", "operator", "-", "-", "active"]
 
     out = users(tmp_path, "disable", "ada")
     assert out.returncode == 0 and out.stdout.startswith("disabled ada")
@@ -120,4 +120,33 @@ async def test_an_administrator_resets_a_forgotten_password(tmp_path: Path) -> N
     assert await sign_in(tmp_path, "ida") is LoginFailure.WRONG
     assert await sign_in(tmp_path, "ida", new) is None
     missing = users(tmp_path, "reset-password", "nobody", "--password-stdin", stdin=new + "\n")
+    assert missing.returncode == 1 and "no user named 'nobody'" in missing.stderr
+
+
+async def test_an_administrator_turns_off_two_step_sign_in_for_a_lost_phone(
+    tmp_path: Path,
+) -> None:
+    import pyotp
+
+    from bot.dashboard.two_factor import STEP_S, TwoFactor
+
+    add = ["add", "ivo", "--role", "doctor", "--name", "Dr Ivo", "--password-stdin"]
+    assert users(tmp_path, *add, stdin=PASSWORD + "\n").returncode == 0
+    storage = Storage(make_engine(f"sqlite:///{tmp_path / 'data' / 'carebot.db'}"))
+    try:
+        ivo = (await StaffAccounts(storage).authenticate("ivo", PASSWORD)).account
+        assert ivo is not None
+        factor = TwoFactor(storage)
+        secret = (await factor.begin(ivo)).secret
+        code = pyotp.TOTP(secret, interval=STEP_S).now()
+        assert await factor.confirm(ivo, code)
+    finally:
+        storage.engine.dispose()
+    assert users(tmp_path, "list").stdout.splitlines()[1].split()[-2] == "on"
+
+    out = users(tmp_path, "reset-2fa", "Ivo")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("two-step sign-in off for ivo")
+    assert users(tmp_path, "list").stdout.splitlines()[1].split()[-2] == "-"
+    missing = users(tmp_path, "reset-2fa", "nobody")
     assert missing.returncode == 1 and "no user named 'nobody'" in missing.stderr
