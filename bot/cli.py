@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -272,6 +273,9 @@ register_user_commands(app)
 
 def main() -> None:
     """Entry point of the `carebot` console script."""
+    # Everything CareBot writes (the database and its WAL, indexes, caches, logs it opens) is
+    # for its own user alone: patients' words are not for other accounts on the host.
+    os.umask(0o077)
     app()
 
 

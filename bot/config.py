@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         description="Redis for session memory; unset = embedded in-process store.",
     )
     session_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="Session memory TTL.")
+    retention_days: int = Field(
+        default=365,
+        ge=0,
+        description="A patient silent this many days (with no case open) is erased as by "
+        "/forget; inbox rows and audit details older than this go too. Set it to your records "
+        "policy; 0 keeps everything until the patient deletes it.",
+    )
     history_turns: int = Field(default=20, ge=2, le=500, description="Turns kept in memory.")
     chroma_url: str | None = Field(
         default=None,

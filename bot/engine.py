@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from bot import caches
 from bot.early_warning import EarlyWarning, Send
 from bot.errors import MemoryUnavailable, StorageUnavailable
 from bot.memory.base import SessionStore, Turn
@@ -16,7 +17,7 @@ from bot.replies import (
     detect_language,
     is_consent,
 )
-from bot.storage.repository import Storage, StoredIncoming
+from bot.storage.repository import Forgotten, Storage, StoredIncoming
 from bot.triage.service import PatientMessage, TriageResult, TriageService
 from bot.turns import Outcome, Turns
 from rag.answer import GuidelineAnswerer, OnDelta
@@ -33,6 +34,8 @@ class CaseHooks(Protocol):
     async def waiting_text(self, case_id: int, language: str) -> str: ...
 
     async def patient_message(self, case_id: int, text: str, red_flags: list[str]) -> None: ...
+
+    async def forgotten(self, erased: Forgotten) -> None: ...
 
 
 class ConversationEngine:
@@ -186,11 +189,12 @@ class ConversationEngine:
         return reply
 
     async def forget(self, msg: IncomingMessage) -> Reply:
-        """Delete everything stored about the patient: database rows and session memory."""
+        """Delete everything stored about the patient: database rows, session memory, the
+        in-memory caches, and (through the doctors' side) the bot's alerts and relays."""
         language = msg.language or self.options.default_language
         async with self.locks.hold(msg.chat_key):
             try:
-                counts = await self.storage.forget_patient(msg.channel, msg.user_id)
+                erased = await self.storage.forget_patient(msg.channel, msg.user_id)
             except StorageUnavailable:
                 return Reply(text=self._text("forget_failed", language), kind="error")
             try:
@@ -198,7 +202,10 @@ class ConversationEngine:
             except MemoryUnavailable:
                 # Session memory expires by itself (CAREBOT_SESSION_TTL_S); say so honestly.
                 logger.warning("forget: session memory unavailable; it will expire")
-            logger.info("forgot a patient: %s", counts)
+            caches.clear_all()
+            if self.cases is not None and erased.case_ids:
+                await self.cases.forgotten(erased)
+            logger.info("forgot a patient: %s", erased.counts)
             return Reply(text=self._text("forgotten", language), kind="notice")
 
     async def _process(

@@ -41,6 +41,7 @@ _SAMPLE_VALUES: dict[str, object] = {
     "doctor": "Dr Ada",
     "limit": 4000,
     "memory_days": 7,
+    "retention_days": 365,
 }
 
 

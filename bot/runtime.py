@@ -23,7 +23,8 @@ from bot.prompt_store import PromptReloader, PromptStore
 from bot.prompts import PromptLibrary
 from bot.replies import EngineOptions
 from bot.storage.migrate import upgrade
-from bot.storage.repository import Storage, make_engine
+from bot.storage.repository import Storage, make_engine, owner_only_folder
+from bot.storage.retention import Retention
 from bot.triage.classifier import TriageClassifier
 from bot.triage.rules import TriageRules
 from bot.triage.semantic import Embedder, SemanticMatcher
@@ -33,6 +34,7 @@ from rag.errors import IndexUnavailable
 from rag.library import GuidelineLibrary
 
 logger = logging.getLogger(__name__)
+RETENTION_EVERY_S = 3600.0  # the retention pass: at start, then hourly
 
 
 @dataclass
@@ -122,7 +124,7 @@ def build_triage(
 
 async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Runtime:
     """Migrate the database, connect memory, load prompts, rules, guidelines and the LLM."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    owner_only_folder(settings.data_dir)
     db = make_engine(settings.sqlalchemy_url)
     upgrade(db)
     storage = Storage(db)
@@ -177,9 +179,13 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     runtime = Runtime(settings, storage, sessions, llm, engine, cases, prompt_store)
     deadlines = asyncio.create_task(cases.run_deadlines(), name="case-deadlines")
     reloading = asyncio.create_task(reloader.run(), name="prompt-reload")
+    retention = Retention(storage, settings.retention_days)
+    purging = asyncio.create_task(
+        retention.run(RETENTION_EVERY_S, cases.forgotten), name="retention"
+    )
 
     async def stop_cases() -> None:
-        for task in (deadlines, reloading):
+        for task in (deadlines, reloading, purging):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

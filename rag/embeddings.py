@@ -19,6 +19,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
+from bot import caches
 from rag.errors import IndexUnavailable
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ class MiniLMEmbeddings(Embeddings):
         self._cache: OrderedDict[str, list[float]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        caches.register(self)
+
+    def clear_cache(self) -> None:
+        """Forget the vectors of questions asked (a patient was erased): a new dict, so an
+        embedding running meanwhile in another thread never sees one emptied under it."""
+        self._cache = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -121,7 +128,8 @@ class MiniLMEmbeddings(Embeddings):
     ) -> list[list[float]]:
         """Embed texts in batches; `on_batch(n)` is called after each batch of n new texts."""
         keys = [hashlib.sha1(t.encode("utf-8", "replace")).hexdigest() for t in texts]
-        found = {k: self._cache[k] for k in keys if k in self._cache}
+        cache = self._cache  # one dict throughout: clear_cache swaps in a new one
+        found = {k: v for k in keys if (v := cache.get(k)) is not None}
         todo = list({k: t for k, t in zip(keys, texts, strict=True) if k not in found}.items())
         step = self.batch_size * 8
         for start in range(0, len(todo), step):
@@ -139,7 +147,8 @@ class MiniLMEmbeddings(Embeddings):
         return self.embed_documents([text])[0]
 
     def _remember(self, key: str, vector: list[float]) -> None:
-        self._cache[key] = vector
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        cache = self._cache
+        cache[key] = vector
+        cache.move_to_end(key)
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot.channels.telegram import start_telegram
+from bot.channels.telegram.doctors import ERASED
 from bot.dashboard.accounts import StaffAccounts
 from bot.dashboard.roles import Role
 from bot.models import utcnow
@@ -361,3 +363,45 @@ async def test_a_doctors_group_that_refuses_alerts_is_reported_retried_and_told(
             select(AuditEvent).where(AuditEvent.action == "escalation.alert_failed")
         ).all()
     assert failures and failures[0].details["reason"] == "Forbidden"
+
+
+async def test_forget_reaches_doctors_chats_audit_caches_and_the_database_file(
+    api: BotAPIServer, make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    rt = await start(api, make_runtime, tmp_path)
+    secret = "my neighbour Zebedee Quartermaine found me"
+    api.send_update(private_message(8, PATIENT, text="yes"))
+    await wait(api, lambda: api.texts(PATIENT), "thanks")
+    api.send_update(private_message(1, PATIENT, text="crushing chest pain and sweating"))
+    await wait(api, lambda: any("Chief complaint" in t for t in api.texts(DOCTORS)), "alert")
+    alert_id, alert = alert_of(api)
+    claim = alert["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    api.send_callback(DR_ADA, claim, message=as_message(api, alert_id))
+    await wait(api, lambda: "claimed by Ada" in api.messages[(DOCTORS, alert_id)]["text"], "claim")
+    api.send_update(private_message(2, PATIENT, text=f"{secret}, the pain is worse"))
+    await wait(api, lambda: any("Zebedee" in t for t in api.texts(DR_ADA)), "relay")
+    api.send_update(private_message(5, DR_ADA, first_name="Ada", text=f"/close {secret}"))
+    await wait(api, lambda: any("resolved" in t for t in api.texts(DR_ADA)), "close ack")
+    assert rt.engine.rules.context._cache  # the patient's sentences were read and kept
+
+    api.send_update(private_message(3, PATIENT, text="/forget"))
+    await wait(api, lambda: any("cannot be undone" in t for t in api.texts(PATIENT)), "ask")
+    api.send_callback(PATIENT, "forget:yes")
+    await wait(api, lambda: any("is deleted" in t for t in api.texts(PATIENT)), "forgotten")
+
+    # The doctors' chats: the alert and the relay now say only that the data was erased.
+    await wait(api, lambda: api.messages[(DOCTORS, alert_id)]["text"] == ERASED, "alert blanked")
+    assert not api.messages[(DOCTORS, alert_id)].get("reply_markup")  # no Claim button left
+    doctors_view = " ".join(api.texts(DOCTORS) + api.texts(DR_ADA))
+    assert "Zebedee" not in doctors_view and "Chief complaint" not in doctors_view
+    # The audit keeps who did what and when, not the outcome note that quoted the patient.
+    with Session(rt.storage.engine) as s:
+        events = s.exec(select(AuditEvent).where(AuditEvent.subject_type == "escalation")).all()
+    assert {"escalation.opened", "escalation.claimed", "escalation.resolved"} <= {
+        e.action for e in events
+    }
+    assert all("Zebedee" not in json.dumps(e.details) for e in events)
+    # In-memory caches hold no sentence of theirs; the database file and its WAL no byte.
+    assert not rt.engine.rules.context._cache
+    for path in (tmp_path / "data").glob("carebot.db*"):
+        assert b"Zebedee" not in path.read_bytes(), path.name

@@ -236,7 +236,7 @@ async def test_rate_limits_and_network_errors_lose_and_duplicate_nothing(
     api.fail_next("sendMessage", retry_after=1)
     api.send_update(private_message(2, 86, text="/privacy"))
     texts = await replies(api, 86, 2)
-    assert "pseudonym" in texts[1]
+    assert "Telegram account number" in texts[1] and "deleted 365 days after" in texts[1]
 
     api.drop_connection_next("sendMessage")
     api.send_update(private_message(3, 86, text="/help"))
@@ -250,7 +250,7 @@ async def test_rate_limits_and_network_errors_lose_and_duplicate_nothing(
     api.send_update(private_message(4, 86, text="/help"))
     api.send_update(private_message(5, 86, text="/privacy"))
     texts = await replies(api, 86, 4)
-    assert "pseudonym" in texts[3]
+    assert "personal data" in texts[3]
 
 
 def _reply_to(params: dict[str, Any]) -> int | None:

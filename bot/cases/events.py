@@ -17,13 +17,17 @@ logger = logging.getLogger(__name__)
 class CaseEvent(BaseModel):
     """Something happened to a case. `text` carries a relayed message, nothing else does."""
 
-    kind: str  # opened | summarized | claimed | resolved | expired | realerted | patient | doctor
+    # opened | summarized | claimed | resolved | expired | realerted | patient | doctor |
+    # forgotten (the patient was erased) | erase_messages
+    kind: str
     case_id: int
     level: str
     status: str
     actor: str | None = None
     text: str | None = None
     red_flags: list[str] = Field(default_factory=list)
+    # "erase_messages": the bot's (chat, message) pairs in doctors' chats to blank.
+    messages: list[tuple[int, int]] = Field(default_factory=list)
     at: str = Field(default_factory=lambda: utcnow().isoformat())
 
 

@@ -22,6 +22,7 @@ from bot.errors import MemoryUnavailable, StorageUnavailable
 from bot.memory.base import SessionStore, Turn
 from bot.models import utcnow
 from bot.replies import ReplyWriter
+from bot.storage.repository import Forgotten
 
 logger = logging.getLogger(__name__)
 Send = Callable[[str, str], Awaitable[None]]  # (chat_id, text)
@@ -214,6 +215,24 @@ class CaseService:
         view = await self.store.view(case_id)
         if view is not None:
             await self._publish("patient", view, text=text, red_flags=red_flags)
+
+    async def forgotten(self, erased: Forgotten) -> None:
+        """A patient was erased: their cases leave the queue, and the bot's messages about
+        them in doctors' chats are blanked (by the doctors' side, listening)."""
+        for case_id in erased.case_ids:
+            await self.events.publish(
+                CaseEvent(kind="forgotten", case_id=case_id, level="", status="forgotten")
+            )
+        if erased.doctor_messages:
+            await self.events.publish(
+                CaseEvent(
+                    kind="erase_messages",
+                    case_id=erased.case_ids[0],
+                    level="",
+                    status="forgotten",
+                    messages=erased.doctor_messages,
+                )
+            )
 
     # --- deadlines ------------------------------------------------------------------------
 

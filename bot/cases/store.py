@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -18,7 +20,22 @@ from bot.cases.models import (
 )
 from bot.models import TriageLevel, utcnow
 from bot.storage.repository import Storage, audit_event, open_case
-from bot.storage.tables import AuditEvent, Conversation, Escalation, Message, Patient
+from bot.storage.tables import (
+    AuditEvent,
+    Conversation,
+    DoctorChatMessage,
+    Escalation,
+    Message,
+    Patient,
+)
+
+
+class HasMessageId(Protocol):
+    """A message a channel sent (a Telegram Message has its id)."""
+
+    @property
+    def message_id(self) -> int: ...
+
 
 ACTIVE = (CaseStatus.OPEN.value, CaseStatus.CLAIMED.value)
 
@@ -376,6 +393,23 @@ class CaseStore:
             return len(rows), (rows[0] if rows else None)
 
         return await self.storage.run(work)
+
+    async def sent_to_doctors(
+        self, case_id: int, chat_id: int, sent: Sequence[HasMessageId], kind: str
+    ) -> None:
+        """Remember the bot's messages about a case in a doctors' chat (to blank them when the
+        patient is erased)."""
+
+        def work(s: Session) -> None:
+            for message in sent:
+                s.add(
+                    DoctorChatMessage(
+                        case_id=case_id, chat_id=chat_id, message_id=message.message_id, kind=kind
+                    )
+                )
+            s.commit()
+
+        await self.storage.run(work)
 
     async def alert_message(self, case_id: int) -> int | None:
         """The doctors' group message that announced the case."""

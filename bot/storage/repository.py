@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -11,10 +12,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import event, func
+from sqlalchemy import event, func, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, col, create_engine, delete, select
+from sqlmodel import Session, col, create_engine, delete, select, update
 
 from bot.errors import StorageUnavailable
 from bot.memory.base import Turn
@@ -23,6 +24,7 @@ from bot.storage.tables import (
     AuditEvent,
     ChannelUpdate,
     Conversation,
+    DoctorChatMessage,
     Escalation,
     Message,
     Patient,
@@ -51,11 +53,12 @@ class StoredIncoming:
 
 
 def make_engine(url: str, busy_timeout_s: float = 5.0) -> Engine:
-    """Create the SQLAlchemy engine; SQLite gets WAL and a bounded wait for locks."""
+    """Create the SQLAlchemy engine; SQLite gets WAL, a bounded wait for locks, owner-only
+    files and deleted data overwritten."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            owner_only_folder(Path(path).parent)
         engine = create_engine(
             url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False}
         )
@@ -66,10 +69,22 @@ def make_engine(url: str, busy_timeout_s: float = 5.0) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # A forgotten patient's text is overwritten with zeros, not left in free pages
+            # (and in the WAL until a checkpoint) for anyone with the file to read back.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def owner_only_folder(folder: Path) -> None:
+    """Create `folder` (or narrow it) so only CareBot's user can enter it: the database, its
+    WAL and the indexes hold patients' words. Files CareBot creates are owner-only through
+    the umask `carebot` sets at start (bot/cli.py)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):  # a folder we do not own (a mounted volume) is left
+        folder.chmod(0o700)
 
 
 class Storage:
@@ -235,12 +250,26 @@ class Storage:
 
         await self.run(work)
 
-    async def forget_patient(self, channel: str, user_id: str) -> dict[str, int]:
-        """Delete a patient and everything stored about them; return what was deleted.
+    async def forget_patient(self, channel: str, user_id: str) -> Forgotten:
+        """Delete a patient and everything stored about them; return what was deleted and
+        the bot's messages in doctors' chats that still show them (for the channel to blank).
 
-        The audit log keeps only that a pseudonymous patient was forgotten, and when.
+        The audit log keeps that a pseudonymous patient was forgotten, and when; the events
+        of their cases keep who did what and when, but not the details (outcome notes).
         """
-        return await self.run(lambda s: _forget_patient(s, channel, user_id))
+        erased = await self.run(lambda s: forget_patient_rows(s, channel, user_id))
+        if erased.case_ids or erased.counts:
+            await self.scrub()
+        return erased
+
+    async def scrub(self) -> None:
+        """After erasing: move SQLite's WAL into the database and empty it, so the old page
+        versions it kept (patient text included) are gone too; secure_delete has already
+        zeroed the freed space. A reader holding an old snapshot can keep part of the WAL
+        for a moment: the next erasure or checkpoint then finishes the job."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        await self.run(lambda s: s.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")))
 
     async def ping(self) -> None:
         """Check that the database answers."""
@@ -417,19 +446,50 @@ def _record_reply(
     return row.id
 
 
-def _forget_patient(s: Session, channel: str, user_id: str) -> dict[str, int]:
+@dataclass(frozen=True)
+class Forgotten:
+    """What erasing a patient deleted, and where the bot's own messages still show them."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    case_ids: list[int] = field(default_factory=list)
+    doctor_messages: list[tuple[int, int]] = field(default_factory=list)  # (chat, message)
+
+
+REDACTED = {"redacted": "patient erased"}
+
+
+def forget_patient_rows(s: Session, channel: str, user_id: str, by: str = "patient") -> Forgotten:
+    """Erase one patient (`by` "patient" for /forget, "retention" for the retention job)."""
     patient = s.exec(
         select(Patient).where(Patient.channel == channel, Patient.channel_user_id == user_id)
     ).first()
     if patient is None or patient.id is None:
-        return {}
+        return Forgotten()
     conversations = s.exec(select(Conversation).where(Conversation.patient_id == patient.id)).all()
     conv_ids = [c.id for c in conversations]
     chat_ids = [c.chat_id for c in conversations]
+    case_ids = [
+        i
+        for i in s.exec(select(Escalation.id).where(Escalation.patient_id == patient.id)).all()
+        if i is not None
+    ]
+    sent = s.exec(
+        select(DoctorChatMessage).where(col(DoctorChatMessage.case_id).in_(case_ids))
+    ).all()
 
     def gone(statement: Any) -> int:
         return int(s.execute(statement).rowcount)  # type: ignore[attr-defined]
 
+    # The cases' audit events keep who did what and when; their details (outcome notes,
+    # reasons given) may quote the patient and go.
+    redacted = gone(
+        update(AuditEvent)
+        .where(
+            col(AuditEvent.subject_type) == "escalation",
+            col(AuditEvent.subject_id).in_([str(i) for i in case_ids]),
+        )
+        .values(details=REDACTED)
+    )
     counts = {
         # Replies point at the messages they answer: delete them first.
         "messages": gone(
@@ -445,14 +505,18 @@ def _forget_patient(s: Session, channel: str, user_id: str) -> dict[str, int]:
             )
         ),
         "conversations": len(conversations),
+        "doctor_messages": gone(
+            delete(DoctorChatMessage).where(col(DoctorChatMessage.case_id).in_(case_ids))
+        ),
+        "audit_details": redacted,
     }
     for conv in conversations:
         s.delete(conv)
     s.flush()
     s.delete(patient)
-    s.add(audit_event("patient", "patient.forgotten", "patient", patient.pseudonym, **counts))
+    s.add(audit_event(by, "patient.forgotten", "patient", patient.pseudonym, **counts))
     s.commit()
-    return counts
+    return Forgotten(counts, case_ids, [(m.chat_id, m.message_id) for m in sent])
 
 
 def open_case(

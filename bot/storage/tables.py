@@ -115,6 +115,22 @@ class Escalation(SQLModel, table=True):
     )
 
 
+class DoctorChatMessage(SQLModel, table=True):
+    """A message the bot sent to doctors about a case (an alert in the group, a patient's
+    message relayed to the doctor holding it), kept so that erasing the patient can blank it
+    in the doctors' chats too."""
+
+    __tablename__ = "doctor_chat_messages"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(index=True)  # no foreign key: the row outlives nothing, see forget
+    chat_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    message_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str = Field(max_length=16, description="alert | relay")
+    sent_at: datetime = _ts(nullable=False)
+
+
 class StaffUser(SQLModel, table=True):
     """A doctor, operator or admin who signs in to the dashboard."""
 

@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
+from bot import caches
+
 DEFAULT_CONTEXT_RULES = Path(__file__).with_name("context_rules.yaml")
 _HARD_BREAK = re.compile(r"[.!?\n;。！？；]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -169,6 +171,11 @@ class ClinicalContext:
         # Flags of a span at a place in a window: a repeated sentence costs a lookup.
         self._flag_cache: OrderedDict[tuple[str, bool, int, int, bool, bool], frozenset[Flag]]
         self._flag_cache = OrderedDict()
+        caches.register(self)
+
+    def clear_cache(self) -> None:
+        """Forget the sentences read (a patient was erased); new dicts, as the embeddings do."""
+        self._cache, self._flag_cache = OrderedDict(), OrderedDict()
 
     def read(self, text: str) -> ContextReading:
         """Start reading one text; findings are then flagged one by one, as asked."""

@@ -14,6 +14,8 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 
+from bot import caches
+
 _WORD = re.compile(r"[a-z]+")
 _LITERAL = re.compile(r"[a-z]{4,}")
 MIN_LENGTH = 5
@@ -46,6 +48,7 @@ class SpellingCorrector:
         # Symmetric deletion index: two words are one edit apart iff they share a
         # deletion variant or one is a deletion of the other (transpositions included).
         self._cache: dict[str, str | None] = {}  # patients reuse words: remember verdicts
+        caches.register(self)
         self._index: dict[str, set[str]] = defaultdict(set)
         for word in self.vocabulary:
             self._index[word].add(word)
@@ -70,6 +73,10 @@ class SpellingCorrector:
             if len(candidates) == 1:
                 return candidates.pop() + word[length:]
         return None
+
+    def clear_cache(self) -> None:
+        """Forget the verdicts on patients' words (a patient was erased)."""
+        self._cache.clear()
 
     def correct(self, text: str) -> str | None:
         """Return the text with misspellings fixed, or None when nothing changed."""

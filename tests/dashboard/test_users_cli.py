@@ -50,6 +50,11 @@ async def test_add_list_disable(tmp_path: Path) -> None:
     assert out.stdout == "created doctor ada (Dr Ada)\n"
     assert PASSWORD not in out.stdout + out.stderr
     assert await sign_in(tmp_path, "ada") is None
+    # The database (staff password hashes here, patients' words in a deployment) and its
+    # folder are for CareBot's user alone.
+    data = tmp_path / "data"
+    for path in (data, *data.glob("carebot.db*")):
+        assert path.stat().st_mode & 0o077 == 0, f"{path.name}: {path.stat().st_mode:o}"
 
     out = users(
         tmp_path, "add", "olly", "--role", "operator", "--name", "Olly", stdin=f"{PASSWORD}\n" * 2

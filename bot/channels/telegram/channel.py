@@ -426,7 +426,14 @@ class TelegramChannel:
 
     async def _privacy(self, msg: IncomingMessage, sender: Sender) -> None:
         days = max(1, round(self.settings.session_ttl_s / 86400))
-        await self._send(sender, await self.engine.acknowledge(msg, "privacy", memory_days=days))
+        kept = self.settings.retention_days
+        if kept:
+            reply = await self.engine.acknowledge(
+                msg, "privacy", memory_days=days, retention_days=kept
+            )
+        else:  # kept until the patient deletes it
+            reply = await self.engine.acknowledge(msg, "privacy_kept", memory_days=days)
+        await self._send(sender, reply)
 
     async def _language(self, msg: IncomingMessage, sender: Sender) -> None:
         reply = await self.engine.acknowledge(msg, "language_choose")

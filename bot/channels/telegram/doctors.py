@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from functools import partial
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, Forbidden, TelegramError
@@ -42,6 +43,8 @@ NOT_LINKED = (
     "can act on cases. Link yours: dashboard → Telegram → create a code, then send me "
     "/link CODE in a private chat."
 )
+# What a blanked alert or relay says once its patient is erased (/forget, or retention).
+ERASED = "[deleted: this patient's data was erased]"
 HOLDER_GONE = (
     "⚠️ The staff account holding case #{case} can no longer act on it (disabled or "
     "unlinked). An admin can answer or close it in the dashboard."
@@ -86,6 +89,9 @@ class DoctorsDesk:
         if event.kind == "patient":
             await self._relay_to_doctor(event)
             return
+        if event.kind == "erase_messages":
+            await self._blank(event.messages)
+            return
         if self.chat_id is None or event.kind in ("doctor", "alert_failed"):
             return
         view = await self.cases.store.view(event.case_id)
@@ -114,6 +120,7 @@ class DoctorsDesk:
                         )
                     )
             await self.cases.store.alert_sent(view.id, sent[-1].message_id)
+            await self.cases.store.sent_to_doctors(view.id, self.chat_id, sent, "alert")
             return
         with contextlib.suppress(BadRequest):  # "message is not modified" and the like
             await sender.edit_id(old, self.alert_text(view), self.buttons(view))
@@ -127,7 +134,8 @@ class DoctorsDesk:
         doctor = await self.links.reachable(view.claimed_by_staff_id)
         if doctor is not None:
             try:
-                await Sender(self.bot, doctor).send(text)
+                sent = await Sender(self.bot, doctor).send(text)
+                await self.cases.store.sent_to_doctors(view.id, doctor, sent, "relay")
                 return
             except Forbidden:
                 logger.info("case %s: doctor never started the bot; relaying in the group", view.id)
@@ -135,7 +143,28 @@ class DoctorsDesk:
             text += "\n" + HOLDER_GONE.format(case=view.id)
         if self.chat_id is not None:
             alert = await self.cases.store.alert_message(view.id)
-            await Sender(self.bot, self.chat_id, reply_to=alert).send(text)
+            sent = await Sender(self.bot, self.chat_id, reply_to=alert).send(text)
+            await self.cases.store.sent_to_doctors(view.id, self.chat_id, sent, "relay")
+
+    async def _blank(self, messages: list[tuple[int, int]]) -> None:
+        """Replace the bot's messages about an erased patient with ERASED, buttons gone.
+
+        A message Telegram will not edit any more (deleted by someone, a chat the bot has
+        left) stays as it is: logged by count, never by content.
+        """
+        failed = 0
+        for chat_id, message_id in messages:
+            try:
+                await with_retries(partial(self._blank_one, chat_id, message_id))
+            except TelegramError:
+                failed += 1
+        if failed:
+            logger.warning("erasure: %d of %d doctors' messages not blanked", failed, len(messages))
+
+    async def _blank_one(self, chat_id: int, message_id: int) -> object:
+        return await self.bot.edit_message_text(
+            ERASED, chat_id=chat_id, message_id=message_id, reply_markup=None
+        )
 
     # --- doctors' actions ---------------------------------------------------------------
 

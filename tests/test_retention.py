@@ -1,0 +1,149 @@
+"""Retention: patients silent past CAREBOT_RETENTION_DAYS are erased as by /forget (unless a
+case is still open), older inbox rows and audit details go, and the pass tells the doctors'
+side which bot messages to blank."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from bot.models import IncomingMessage, TriageLevel, utcnow
+from bot.storage.migrate import upgrade
+from bot.storage.repository import Forgotten, Storage, audit_event, make_engine
+from bot.storage.retention import Retention
+from bot.storage.tables import (
+    AuditEvent,
+    ChannelUpdate,
+    Conversation,
+    DoctorChatMessage,
+    Escalation,
+    Message,
+    Patient,
+)
+
+LONG_AGO = timedelta(days=400)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Storage:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'carebot.db'}")
+    upgrade(engine)
+    return Storage(engine)
+
+
+async def patient(storage: Storage, user: str, text: str, case: str | None = None) -> int:
+    """A patient who wrote `text`; with `case`, a case in that status. Returns the patient id."""
+    stored = await storage.record_incoming(
+        IncomingMessage(
+            channel="telegram", chat_id=user, user_id=user, message_id=f"{user}-1", text=text
+        )
+    )
+    if case is not None:
+        case_id = await storage.open_escalation(stored, TriageLevel.URGENT, ["r"], "triage")
+
+        def close(s: Session) -> None:
+            row = s.get(Escalation, case_id)
+            assert row is not None
+            row.status = case
+            s.add(row)
+            s.add(
+                audit_event(
+                    "staff:1", f"escalation.{case}", "escalation", str(case_id), outcome=text
+                )
+            )
+            s.add(DoctorChatMessage(case_id=case_id, chat_id=-100, message_id=7, kind="alert"))
+            s.commit()
+
+        await storage.run(close)
+    return stored.patient_id
+
+
+def age(storage: Storage, patient_id: int, by: timedelta) -> None:
+    """Make a patient and their conversations `by` older."""
+    with Session(storage.engine) as s:
+        row = s.get(Patient, patient_id)
+        assert row is not None
+        row.created_at -= by
+        s.add(row)
+        for conv in s.exec(select(Conversation).where(Conversation.patient_id == patient_id)):
+            conv.last_message_at -= by
+            s.add(conv)
+        s.commit()
+
+
+async def test_silent_patients_go_active_ones_and_open_cases_stay(storage: Storage) -> None:
+    gone = await patient(storage, "101", "old question about a rash")
+    closed = await patient(storage, "102", "old chest pain, Mrs Quill's son", case="resolved")
+    waiting = await patient(storage, "103", "old but a doctor still has it", case="claimed")
+    recent = await patient(storage, "104", "wrote yesterday")
+    for pid in (gone, closed, waiting):
+        age(storage, pid, LONG_AGO)
+    age(storage, recent, timedelta(days=1))
+    with Session(storage.engine) as s:
+        s.add(ChannelUpdate(channel="telegram", update_id=1, received_at=utcnow() - LONG_AGO))
+        s.add(ChannelUpdate(channel="telegram", update_id=2, payload={"kept": True}))
+        s.add(
+            AuditEvent(
+                actor="staff:1",
+                action="staff.login",
+                subject_type="staff_user",
+                subject_id="1",
+                at=utcnow() - LONG_AGO,
+                details={"client": "203.0.113.7"},
+            )
+        )
+        s.commit()
+
+    report = await Retention(storage, days=365).purge()
+
+    assert report.patients == 2 and report.updates == 1
+    with Session(storage.engine) as s:
+        left = {p.channel_user_id for p in s.exec(select(Patient))}
+        texts = [m.text for m in s.exec(select(Message))]
+        login = s.exec(select(AuditEvent).where(AuditEvent.action == "staff.login")).one()
+        closed_trail = s.exec(
+            select(AuditEvent).where(AuditEvent.action == "escalation.resolved")
+        ).one()
+        purged = s.exec(select(AuditEvent).where(AuditEvent.action == "retention.purged")).one()
+        updates = [u.update_id for u in s.exec(select(ChannelUpdate))]
+    assert left == {"103", "104"}  # the claimed case's patient waits for their doctor
+    assert not any("rash" in t or "Quill" in t for t in texts)
+    assert login.details == {} and login.actor == "staff:1"  # who and when stay
+    assert "Quill" not in str(closed_trail.details)
+    assert purged.details["patients"] == 2 and updates == [2]
+    # The doctors' side is told which of the bot's messages to blank.
+    assert [f.doctor_messages for f in report.erased if f.doctor_messages] == [[(-100, 7)]]
+
+    again = await Retention(storage, days=365).purge()
+    assert not again.anything  # nothing twice
+
+
+async def test_zero_days_keeps_everything(storage: Storage) -> None:
+    pid = await patient(storage, "201", "keep me")
+    age(storage, pid, timedelta(days=10_000))
+    assert not (await Retention(storage, days=0).purge()).anything
+    with Session(storage.engine) as s:
+        assert len(s.exec(select(Patient)).all()) == 1
+
+
+async def test_the_running_job_hands_erased_patients_on(storage: Storage) -> None:
+    pid = await patient(storage, "301", "old", case="expired")
+    age(storage, pid, LONG_AGO)
+    handed: list[Forgotten] = []
+
+    async def erased(one: Forgotten) -> None:
+        handed.append(one)
+
+    task = asyncio.create_task(Retention(storage, days=30).run(3600, erased))
+    try:
+        for _ in range(200):
+            if handed:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    assert len(handed) == 1 and handed[0].case_ids
