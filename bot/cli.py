@@ -20,6 +20,8 @@ from bot.errors import ConfigError
 from bot.guideline_commands import register as register_guideline_commands
 from bot.log_safety import protect_logs
 from bot.prompt_commands import register as register_prompt_commands
+from bot.storage import encryption
+from bot.storage.key_commands import register as register_key_commands
 
 if TYPE_CHECKING:
     from bot.llm.base import LLMBackend
@@ -47,6 +49,7 @@ def _settings() -> Settings:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # No bot token, password or key in any log line (bot.log_safety).
     protect_logs(settings)
+    encryption.configure(settings.message_keys)
     return settings
 
 
@@ -269,6 +272,7 @@ register_guideline_commands(app, eval_app)
 register_case_commands(app)
 register_prompt_commands(app)
 register_user_commands(app)
+register_key_commands(app)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.storage.encryption import parse_keys
 
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
@@ -47,6 +48,13 @@ class Settings(BaseSettings):
         description="Redis for session memory; unset = embedded in-process store.",
     )
     session_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="Session memory TTL.")
+    message_keys: SecretStr | None = Field(
+        default=None,
+        description="Encrypt patients' words at rest (message text, case summaries and "
+        "outcome notes): comma-separated Fernet keys from `carebot keys new`; the first "
+        "encrypts, all decrypt (rotate: put a new key first, run `carebot keys rotate`, then "
+        "drop the old one). Unset: stored in clear.",
+    )
     retention_days: int = Field(
         default=365,
         ge=0,
@@ -337,6 +345,13 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'carebot.db'}"
+
+    @field_validator("message_keys")
+    @classmethod
+    def _message_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_keys(value.get_secret_value())  # names a bad key by position, not value
+        return value
 
     @field_validator("telegram_webhook_secret")
     @classmethod

@@ -93,7 +93,10 @@ def _split_front_matter(raw: str, where: str) -> tuple[dict[str, object], str]:
     if not raw.startswith("---\n"):
         raise ConfigError(f"{where}: missing the '---' header")
     header, _, body = raw[4:].partition("\n---\n")
-    meta = yaml.safe_load(header)
+    try:
+        meta = yaml.safe_load(header)
+    except yaml.YAMLError as exc:  # a draft's header is the operator's typing, not ours
+        raise ConfigError(f"{where}: the header is not valid YAML ({exc})") from exc
     if not isinstance(meta, dict):
         raise ConfigError(f"{where}: the header is not a mapping")
     return meta, body.strip() + "\n"

@@ -22,6 +22,7 @@ from bot.memory.redis_store import RedisSessionStore
 from bot.prompt_store import PromptReloader, PromptStore
 from bot.prompts import PromptLibrary
 from bot.replies import EngineOptions
+from bot.storage import encryption
 from bot.storage.migrate import upgrade
 from bot.storage.repository import Storage, make_engine, owner_only_folder
 from bot.storage.retention import Retention
@@ -125,6 +126,7 @@ def build_triage(
 async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Runtime:
     """Migrate the database, connect memory, load prompts, rules, guidelines and the LLM."""
     owner_only_folder(settings.data_dir)
+    encryption.configure(settings.message_keys)
     db = make_engine(settings.sqlalchemy_url)
     upgrade(db)
     storage = Storage(db)

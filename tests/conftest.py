@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -13,12 +14,14 @@ import pytest
 
 from bot.config import Settings, load_settings
 from bot.llm.base import LLMBackend
+from bot.log_safety import QUIET_LOGGERS
 from bot.runtime import Runtime, build_runtime
 from bot.triage.rules import TriageRules
 from rag.embeddings import MiniLMEmbeddings
 from rag.library import GuidelineLibrary
 from tests.bot_api import BotAPIServer
 from tests.fakes import scripted
+from tests.log_scan import LogScan
 from tests.servers import RedisServer
 
 _real_connect = socket.socket.connect
@@ -124,3 +127,34 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+# --- the log scan over the whole run (tests/log_scan.py) ---------------------------------
+
+LOG_SCAN = LogScan()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # As a deployment logs: INFO, with the libraries that log URLs or payloads held higher.
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for name, least in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(least)
+    root.addHandler(LOG_SCAN)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    logging.getLogger().removeHandler(LOG_SCAN)
+    if LOG_SCAN.findings and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    scan = LOG_SCAN
+    if scan.findings:
+        terminalreporter.section("log scan: secrets or patient text in CareBot's logs", red=True)
+        for f in scan.findings[:50]:
+            terminalreporter.line(f"{f.what}: {f.level} {f.logger}: {f.excerpt}")
+        terminalreporter.line(f"{len(scan.findings)} finding(s) in {scan.scanned} log records")
+    else:
+        terminalreporter.line(f"log scan: {scan.scanned} log records, no secret or patient text")

@@ -83,7 +83,7 @@ def test_the_log_filter_redacts_secrets_and_bot_api_urls_in_messages_and_traceba
 ) -> None:
     caplog.set_level(logging.DEBUG)
     protect_logs(load_settings(telegram_bot_token=TOKEN))
-    log = logging.getLogger("some.library")
+    log = logging.getLogger("tests.some_library")
     log.info("POST https://api.telegram.org/bot%s/sendMessage", TOKEN)
     log.debug("another token 5566778899:%s", "A" * 35)  # not ours, still a Bot API token
     try:

@@ -59,7 +59,28 @@ def send(base: str, chat: str, text: str, **extra: Any) -> list[dict[str, Any]]:
 def test_page_is_served(server: str) -> None:
     res = httpx.get(server)
     assert res.status_code == 200 and "<title>CareBot</title>" in res.text
-    assert "/api/messages" in res.text
+    assert "<script>" not in res.text and "<style>" not in res.text  # all from /static
+    script = httpx.get(f"{server}/static/chat.js")
+    assert script.status_code == 200 and "/api/messages" in script.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/healthz", "/api/history", "/static/chat.js", "/dashboard/login", "/nowhere"]
+)
+def test_every_response_carries_security_headers(server: str, path: str) -> None:
+    res = httpx.get(f"{server}{path}")
+    csp = res.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert res.headers["x-frame-options"] == "DENY"
+    assert res.headers["x-content-type-options"] == "nosniff"
+    assert res.headers["referrer-policy"] == "no-referrer"
+    if not path.startswith("/static/"):
+        assert res.headers["cache-control"] == "no-store"  # patients' words stay off caches
+    assert "strict-transport-security" not in res.headers  # plain HTTP: no HSTS promise
+    # Behind a proxy that terminated HTTPS (uvicorn trusts it on loopback), HSTS is sent.
+    proxied = httpx.get(f"{server}{path}", headers={"X-Forwarded-Proto": "https"})
+    assert proxied.headers["strict-transport-security"].startswith("max-age=31536000")
 
 
 def test_conversation_consent_then_streamed_cited_answer(server: str) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
+from bot.channels.security_headers import SecurityHeaders
 from bot.channels.web_chat import CHANNEL, BodyLimit, WebPatients, chat_routes, remember_chat
 from bot.dashboard.app import mount_dashboard
 from bot.errors import MemoryUnavailable, StorageUnavailable
@@ -40,6 +42,8 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
 
     app = FastAPI(title="CareBot", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=PAGE.parent), name="chat-static")
     mount_dashboard(app)
     app.include_router(chat_routes(lambda request: request.app.state.runtime, patients))
 

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, create_engine, delete, select, update
 from bot.errors import StorageUnavailable
 from bot.memory.base import Turn
 from bot.models import ChatState, IncomingMessage, Reply, TriageLevel, utcnow
+from bot.storage.encryption import UndecryptableText
 from bot.storage.tables import (
     AuditEvent,
     ChannelUpdate,
@@ -103,7 +104,7 @@ class Storage:
 
         try:
             return await self.pool.run(work)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, UndecryptableText) as exc:
             logger.error("database error: %s", type(exc).__name__)
             raise StorageUnavailable(type(exc).__name__) from exc
 

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.models import utcnow
+from bot.storage.encryption import SealedJSON, SealedText
 
 # SQLite reuses the id of a deleted newest row; a forgotten patient's case id must never come
 # back (its audit trail and the doctors' old alert buttons point at it). Other databases'
@@ -49,7 +50,7 @@ class Conversation(SQLModel, table=True):
     last_message_at: datetime = _ts(nullable=False)
     state: dict[str, Any] | None = Field(
         default=None,
-        sa_column=Column(JSON, nullable=True),
+        sa_column=Column(SealedJSON, nullable=True),
         description="The chat's record between messages (bot.models.ChatState.kept()).",
     )
 
@@ -68,11 +69,12 @@ class Message(SQLModel, table=True):
     direction: str = Field(max_length=8, description="in | out")
     channel_message_id: str = Field(max_length=128)
     reply_to_id: int | None = Field(default=None, foreign_key="messages.id")
-    text: str
+    # Encrypted at rest when CAREBOT_MESSAGE_KEYS is set (bot/storage/encryption.py).
+    text: str = Field(sa_column=Column(SealedText, nullable=False))
     status: str = Field(default="received", max_length=16, description="received|answered|failed")
     kind: str | None = Field(default=None, max_length=16)
     triage_level: str | None = Field(default=None, max_length=16)
-    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(SealedJSON, nullable=False))
     created_at: datetime = _ts(nullable=False)
 
 
@@ -87,11 +89,11 @@ class Escalation(SQLModel, table=True):
     patient_id: int = Field(foreign_key="patients.id", index=True)
     level: str = Field(max_length=16)
     reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    summary: str = ""
+    summary: str = Field(default="", sa_column=Column(SealedText, nullable=False))
     status: str = Field(default="open", max_length=16, description="open|claimed|resolved|expired")
     opened_by: str = Field(default="triage", max_length=32)
     claimed_by: str | None = Field(default=None, max_length=64)
-    outcome: str | None = None
+    outcome: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
     created_at: datetime = _ts(nullable=False)
     claimed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
@@ -173,7 +175,9 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=64)
     subject_type: str = Field(max_length=32)
     subject_id: str = Field(max_length=64)
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    details: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(SealedJSON, nullable=False)
+    )
 
 
 class ChannelUpdate(SQLModel, table=True):
@@ -194,7 +198,9 @@ class ChannelUpdate(SQLModel, table=True):
     status: str = Field(
         default="received", max_length=16, description="received|done|failed|undeliverable"
     )
-    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    payload: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(SealedJSON, nullable=True)
+    )
     received_at: datetime = _ts(nullable=False)
     done_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     attempts: int = Field(default=0, description="Times handling failed so far.")

@@ -171,7 +171,8 @@ class DoctorsDesk:
     async def group_callback(self, query: CallbackQuery) -> None:
         """A button pressed in the doctors' group."""
         action, _, value = (query.data or "").partition(":")
-        if action != "claim" or not value.isdigit():
+        case_id = case_number(value)
+        if action != "claim" or case_id is None:
             with contextlib.suppress(BadRequest):
                 await with_retries(query.answer)
             return
@@ -180,7 +181,7 @@ class DoctorsDesk:
             with contextlib.suppress(BadRequest):
                 await with_retries(lambda: query.answer(NOT_LINKED, show_alert=True))
             return
-        outcome, view = await self.cases.claim(int(value), actor)
+        outcome, view = await self.cases.claim(case_id, actor)
         if outcome is ClaimOutcome.TAKEN and view is not None:
             answer = f"Already claimed by {view.claimed_by}."
         else:
@@ -282,6 +283,15 @@ _CASE_COMMAND = re.compile(r"^/case(?:@\w+)?\s+#?(\d+)\b\s*(.*)$", re.IGNORECASE
 _CASE_MENTION = re.compile(r"case #(\d+)")
 
 
+def case_number(value: str) -> int | None:
+    """A case number from button data or a command, or None: ASCII digits only ("²" passes
+    str.isdigit but not int()) and small enough for the database's integer."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    number = int(value)
+    return number if number > 0 else None
+
+
 def pick_case(held: list[int], text: str, reply_to: Message | None) -> tuple[int | None, str]:
     """The case a doctor's private message is for, and the text to pass on.
 
@@ -290,9 +300,9 @@ def pick_case(held: list[int], text: str, reply_to: Message | None) -> tuple[int
     """
     command = _CASE_COMMAND.match(text)
     if command:
-        return int(command.group(1)), command.group(2).strip()
+        return case_number(command.group(1)), command.group(2).strip()
     quoted = reply_to.text if reply_to is not None and reply_to.text else ""
     mention = _CASE_MENTION.search(quoted)
     if mention:
-        return int(mention.group(1)), text
+        return case_number(mention.group(1)), text
     return (held[0], text) if len(held) == 1 else (None, text)
