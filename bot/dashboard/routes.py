@@ -51,6 +51,13 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+def _login_client(request: Request, csrf_token: str) -> str:
+    """The address of a sign-in form's sender, once the form's CSRF token is right."""
+    if not csrf.matches(request.cookies.get(csrf.LOGIN_COOKIE), csrf_token):
+        raise Denied(403, "The sign-in form has expired. Reload the page and try again.")
+    return _client(request)
+
+
 def _next(target: str) -> str:
     return target if SAFE_NEXT.fullmatch(target) else "/dashboard"
 
@@ -110,9 +117,7 @@ async def login(
     csrf_token: Annotated[str, Form()] = "",
     next_: Annotated[str, Form(alias="next", max_length=512)] = "/dashboard",
 ) -> Response:
-    if not csrf.matches(request.cookies.get(csrf.LOGIN_COOKIE), csrf_token):
-        raise Denied(403, "The sign-in form has expired. Reload the page and try again.")
-    client = _client(request)
+    client = _login_client(request, csrf_token)
     # Counted before the password is checked: a flood never reaches argon2.
     wait_s = svc.throttle.admit(client, username)
     if wait_s:
@@ -160,9 +165,7 @@ async def login_code(
     csrf_token: Annotated[str, Form()] = "",
     next_: Annotated[str, Form(alias="next", max_length=512)] = "/dashboard",
 ) -> Response:
-    if not csrf.matches(request.cookies.get(csrf.LOGIN_COOKIE), csrf_token):
-        raise Denied(403, "The sign-in form has expired. Reload the page and try again.")
-    client = _client(request)
+    client = _login_client(request, csrf_token)
     wait_s = svc.throttle.admit(client, "")  # codes count towards the address's attempts
     if wait_s:
         return _login_form(request, svc, next_, wait_s=wait_s, step="code")

