@@ -47,6 +47,24 @@ if [ -n "${TORCH_SPEC:-}" ]; then
   awk '/^[^ ]/ { skip = /^torch==/ } !skip' "$lock" >.venv/lock-without-torch.txt
   lock=.venv/lock-without-torch.txt
 fi
+# The lock's PyTorch CPU build is not on PyPI. Where no find-links folder of pip's holds it
+# and the venv lacks it, it comes from PyTorch's own CPU index; the lock's hash still decides
+# whether the download is taken.
+torch_pin=$(grep -m1 -oE '^torch==[^ ]+' "$lock" | cut -d= -f3 || true)
+torch_here() {
+  local have dir
+  have=$(.venv/bin/python -c "import torch; print(torch.__version__)" 2>/dev/null || true)
+  [ "$have" = "$torch_pin" ] && return 0
+  for dir in ${PIP_FIND_LINKS:-} $(.venv/bin/python -m pip config get global.find-links \
+      2>/dev/null || true); do
+    compgen -G "${dir#file://}/torch-${torch_pin}-*.whl" >/dev/null && return 0
+  done
+  return 1
+}
+if [ -n "$torch_pin" ] && ! torch_here; then
+  echo "==> PyTorch ${torch_pin} from https://download.pytorch.org/whl/cpu (hash-checked)"
+  export PIP_EXTRA_INDEX_URL="${PIP_EXTRA_INDEX_URL:+$PIP_EXTRA_INDEX_URL }https://download.pytorch.org/whl/cpu"
+fi
 if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   echo "==> installing CareBot; the first time this compiles llama.cpp (about 8 minutes on 2 cores)"
 fi
