@@ -27,18 +27,28 @@ def summary(values_ms: list[float]) -> dict[str, float]:
     }
 
 
+# The instruction sets that decide which kernels native code may use (issue 22: a build for
+# one machine's AVX-512/AMX crashed on another's): every benchmark names them.
+_ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
 def machine() -> str:
-    """Describe this machine in one line."""
-    cpu = platform.processor() or platform.machine()
+    """Describe this machine in one line: cores, CPU model, its vector instruction sets."""
+    cpu, flags = platform.processor() or platform.machine(), set[str]()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    isa = " ".join(f for f in _ISA if f in flags) or "no AVX2"
+    if "avx512f" not in flags:
+        isa += ", no AVX-512"
+    return f"{os.cpu_count()} cores, {cpu} ({isa}), Python {platform.python_version()}"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

@@ -33,7 +33,7 @@ async def run_checks(settings: Settings, say: Callable[[str], None]) -> bool:
         for name, action in checks:
             try:
                 await action
-                say(f"ok   {name}")
+                say(f"ok   {name}" + _detail(runtime, name))
             except CareBotError as exc:
                 ok = False
                 say(f"FAIL {name}: {exc}")
@@ -41,6 +41,14 @@ async def run_checks(settings: Settings, say: Callable[[str], None]) -> bool:
     finally:
         await runtime.aclose()
     return ok
+
+
+def _detail(runtime: Runtime, name: str) -> str:
+    """The embedded model's own report (precision, CPU kernels, speed), where there is one."""
+    if not name.startswith("llm"):
+        return ""
+    status = runtime.llm.status()
+    return "" if status == "not probed" else f": {status}"
 
 
 async def _check_doctors_group(runtime: Runtime, say: Callable[[str], None]) -> bool:

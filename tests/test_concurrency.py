@@ -2,7 +2,7 @@
 
 Issue 14 measured the default deployment hanging for good when ten patients asked at once (the
 embedded model held a lock across LangChain's default executor) and a 4,096-character message
-stalling another chat's emergency. These run the real packaged SmolLM2 through llama.cpp.
+stalling another chat's emergency. These run the real packaged SmolLM2 in its model process.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One contract for LLM backends: the embedded llama.cpp model and a real vLLM server."""
+"""One contract for LLM backends: the embedded model (its own process) and a real vLLM server."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from bot.config import load_settings
 from bot.errors import LLMUnavailable
 from bot.llm.base import LLMBackend
-from bot.llm.embedded import ChatLlamaCpp, EmbeddedBackend
 from bot.llm.factory import build_llm
 from bot.llm.openai_compat import OpenAIBackend
 from tests.faults.llm_server import FaultyLLMServer
@@ -117,11 +116,16 @@ async def test_unreachable_server_is_llm_unavailable(broken_openai: LLMBackend) 
 async def test_broken_model_file_is_llm_unavailable(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"not a gguf file" * 100)
-    llm = EmbeddedBackend(ChatLlamaCpp(model_path=bad))
-    with pytest.raises(LLMUnavailable):
-        await llm.warm_up()
-    with pytest.raises(LLMUnavailable):
-        await llm.complete(QUESTION)
+    llm = build_llm(load_settings(llm_model_path=bad))
+    try:
+        with pytest.raises(LLMUnavailable):
+            await llm.warm_up()
+        started = time.monotonic()
+        with pytest.raises(LLMUnavailable, match="unavailable"):
+            await llm.complete(QUESTION)
+        assert time.monotonic() - started < 1.0  # not restarted in a loop: refused at once
+    finally:
+        await llm.aclose()
 
 
 async def test_a_trickling_server_is_cut_off_at_the_answers_deadline() -> None:

@@ -133,7 +133,10 @@ def test_malformed_json_is_refused(server: str) -> None:
 def test_health(server: str) -> None:
     res = httpx.get(f"{server}/healthz")
     assert res.status_code == 200
-    assert res.json() == {
+    health = res.json()
+    # The embedded model passed its self-test in its own process (speed varies by machine).
+    assert health.pop("llm_status").startswith("ready (")
+    assert health == {
         "status": "ok",
         "database": "ok",
         "memory": "ok",

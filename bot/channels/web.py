@@ -66,6 +66,9 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
     async def health(request: Request) -> JSONResponse:
         runtime: Runtime = request.app.state.runtime
         checks = {"database": "ok", "memory": "ok", "llm": runtime.llm.name, "guidelines": "ok"}
+        # The embedded model's process: ready, restarting after a crash, or unusable (then
+        # answers quote the guidelines). A server behind the openai backend is not probed.
+        checks["llm_status"] = runtime.llm.status()
         try:
             await runtime.storage.ping()
         except StorageUnavailable:
@@ -89,6 +92,7 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
             not ok
             or checks["guidelines"] != "ok"
             or checks["memory"] != "ok"
+            or checks["llm_status"].startswith(("restarting", "unavailable"))
             or checks["doctors_alerts"].startswith("failing")
         )
         return JSONResponse(

@@ -45,7 +45,11 @@ class LLMBackend:
         self.timeout_s = timeout_s
 
     def _unavailable(self, exc: BaseException) -> LLMUnavailable:
-        # The exception type is enough to diagnose; its text may echo the prompt.
+        # The exception type is enough to diagnose; its text may echo the prompt. Our own
+        # LLMUnavailable texts never hold a prompt, and say more (a model process's signal).
+        if isinstance(exc, LLMUnavailable):
+            logger.warning("%s", exc)
+            return exc
         reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         logger.warning("%s backend failed: %s", self.name, reason)
         return LLMUnavailable(f"{self.name}: {reason}")
@@ -94,6 +98,10 @@ class LLMBackend:
             return schema.model_validate_json(raw)
         except (ValidationError, json.JSONDecodeError) as exc:
             raise self._unavailable(exc) from exc
+
+    def status(self) -> str:
+        """Where the model stands, in one line, for /healthz (a server is not probed here)."""
+        return "not probed"
 
     async def warm_up(self) -> None:
         """Prepare the model before the first patient waits for it (default: nothing to do)."""

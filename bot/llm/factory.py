@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from bot.config import Settings
 from bot.llm.base import LLMBackend
-from bot.llm.embedded import ChatLlamaCpp, EmbeddedBackend, packaged_model_path
+from bot.llm.embedded import ChatModelProcess, EmbeddedBackend, packaged_model_path
 from bot.llm.openai_compat import OpenAIBackend
+from bot.llm.worker.process import ModelProcess
+from bot.llm.worker.protocol import Start
 
 
 def build_llm(settings: Settings) -> LLMBackend:
@@ -20,13 +22,20 @@ def build_llm(settings: Settings) -> LLMBackend:
             max_tokens=settings.llm_max_tokens,
             temperature=settings.llm_temperature,
         )
-    model = ChatLlamaCpp(
-        model_path=settings.llm_model_path or packaged_model_path(),
-        n_ctx=settings.llm_context,
-        n_threads=settings.llm_threads,
+    process = ModelProcess(
+        Start(
+            gguf=str(settings.llm_model_path or packaged_model_path()),
+            cache_dir=str(settings.llm_cache_dir),
+            threads=settings.llm_threads,
+            context=settings.llm_context,
+            precision=settings.llm_precision,
+        )
+    )
+    timeout_s = settings.llm_timeout_s * 2
+    model = ChatModelProcess(
+        process=process,
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
+        wait_s=timeout_s,
     )
-    return EmbeddedBackend(
-        model, timeout_s=settings.llm_timeout_s * 2, queue_limit=settings.llm_queue_limit
-    )
+    return EmbeddedBackend(model, timeout_s=timeout_s, queue_limit=settings.llm_queue_limit)

