@@ -23,7 +23,7 @@ from bot.errors import LLMUnavailable
 from bot.llm.embedded import EmbeddedBackend, packaged_model_path
 from bot.llm.factory import build_llm
 from bot.llm.worker.process import ModelProcess, ModelState, Restarts
-from bot.llm.worker.protocol import Start
+from bot.llm.worker.protocol import ChatTurn, Start
 from bot.models import TriageLevel
 from tests.conftest import RuntimeFactory
 from tests.fakes import patient_message
@@ -103,6 +103,7 @@ async def test_a_model_that_dies_at_every_start_leaves_carebot_degraded_and_says
         Restarts(first_delay_s=0.05, give_up_after=2),
     )
     killed: set[int] = set()
+    kernels: list[bytes] = []
 
     async def kill_each_child() -> None:
         # Each new child is killed before it can finish loading: a CPU it cannot run on.
@@ -110,6 +111,8 @@ async def test_a_model_that_dies_at_every_start_leaves_carebot_degraded_and_says
             pid = process.pid
             if pid is not None and pid not in killed:
                 killed.add(pid)
+                environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+                kernels.extend(e for e in environ if e.startswith(b"ATEN_CPU_CAPABILITY="))
                 os.kill(pid, signal.SIGSEGV)
             await asyncio.sleep(0.01)
 
@@ -120,6 +123,7 @@ async def test_a_model_that_dies_at_every_start_leaves_carebot_degraded_and_says
             await process.wait_ready(120)
         await asyncio.wait_for(killer, 10)
         assert len(killed) == 2  # tried again once, then gave up
+        assert kernels == [b"ATEN_CPU_CAPABILITY=avx2"]  # the second with safer kernels
         assert "killed by SIGSEGV at start 2 times in a row" in str(raised.value)
         assert process.describe().startswith("unavailable:")
         # From now on every answer fails at once (quoted guidelines), with no waiting.
@@ -129,6 +133,39 @@ async def test_a_model_that_dies_at_every_start_leaves_carebot_degraded_and_says
         assert time.perf_counter() - started < 0.5
     finally:
         killer.cancel()
+        await process.aclose()
+
+
+async def test_a_model_that_dies_at_start_comes_back_on_safer_cpu_kernels() -> None:
+    settings = load_settings()
+    process = ModelProcess(
+        Start(
+            gguf=str(packaged_model_path()),
+            cache_dir=str(settings.llm_cache_dir),
+            threads=1,
+            context=512,
+        ),
+        Restarts(first_delay_s=0.05),
+    )
+    process.ensure_started()
+    try:
+        await until(lambda: process.pid is not None)
+        first = process.pid
+        assert first is not None
+        os.kill(first, signal.SIGSEGV)  # as if its kernels were wrong for this CPU
+        ready = await process.wait_ready(120)
+        # PyTorch's AVX2 kernels (or baseline ones on a CPU without AVX2), never AVX-512.
+        assert ready.cpu_capability in ("AVX2", "DEFAULT") and ready.tokens_per_s > 0
+        assert "kernels stepped down after crashes" in process.describe()
+        pieces = process.generate(
+            [ChatTurn(role="user", content="Say hello.")],
+            max_tokens=4,
+            temperature=0.0,
+            json_schema=None,
+            wait_s=10,
+        )
+        assert "".join([p async for p in pieces]).strip()
+    finally:
         await process.aclose()
 
 

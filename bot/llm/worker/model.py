@@ -69,8 +69,15 @@ def converted_folder(gguf: Path, cache_dir: Path) -> Path:
         files = {f.name: file_sha256(f) for f in sorted(partial.iterdir()) if f.is_file()}
         record = {"gguf": gguf.name, "sha256": digest, "files": files}
         (partial / _MARKER).write_text(json.dumps(record, indent=1))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(partial, folder)
+        # Another CareBot on this machine may have finished the same conversion meanwhile,
+        # and be loading it: an intact folder is never replaced.
+        if not _intact(folder, digest):
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                os.rename(partial, folder)
+            except OSError:
+                if not _intact(folder, digest):
+                    raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     logger.info("converted %s in %.1f s", gguf.name, time.monotonic() - started)

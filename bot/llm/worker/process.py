@@ -51,6 +51,16 @@ _CHILD_ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 
+# What the child may use of the CPU, most capable first. PyTorch checks what the CPU and the
+# OS support before choosing its kernels; if a child still dies before it is ready (or twice
+# running, without finishing an answer), the next is started one step down: AVX2 kernels,
+# then baseline kernels in fp32 (int8 goes through a library with its own dispatch).
+KERNEL_LEVELS: tuple[dict[str, str], ...] = (
+    {},
+    {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+)
+
 
 class ModelState(StrEnum):
     """Where the model process stands."""
@@ -101,6 +111,8 @@ class ModelProcess:
         self.ready: Ready | None = None
         self.crashes = 0
         self.tokens_out = 0  # pieces of answers received, over every child
+        self.kernel_level = 0  # index into KERNEL_LEVELS: stepped down after crashes
+        self._answered = False  # the running child finished an answer
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -118,9 +130,10 @@ class ModelProcess:
         """One line for /healthz and `carebot check`."""
         if self.state is ModelState.READY and self.ready is not None:
             r = self.ready
+            stepped = ", kernels stepped down after crashes" if self.kernel_level else ""
             return (
                 f"ready ({r.precision} on {r.cpu_capability}, {r.tokens_per_s:g} tokens/s "
-                f"in its self-test{self._crash_note()})"
+                f"in its self-test{stepped}{self._crash_note()})"
             )
         if self.state is ModelState.BROKEN:
             return f"unavailable: {self.reason} (answers quote the guidelines)"
@@ -246,7 +259,7 @@ class ModelProcess:
 
     async def _supervise(self) -> None:
         delay = self.restarts.first_delay_s
-        early_deaths = 0
+        early_deaths = fruitless = 0
         while not self._closing:
             began = time.monotonic()
             outcome = await self._run_once()
@@ -259,6 +272,13 @@ class ModelProcess:
             self.crashes += 1
             was_ready, how = outcome
             early_deaths = 0 if was_ready else early_deaths + 1
+            fruitless = 0 if self._answered else fruitless + 1
+            step_down = not was_ready or fruitless >= 2
+            if step_down and self.kernel_level + 1 < len(KERNEL_LEVELS):
+                self.kernel_level += 1
+                logger.error(
+                    "the model process will use safer CPU kernels (level %d)", self.kernel_level
+                )
             if early_deaths >= self.restarts.give_up_after:
                 reason = f"the model process {how} at start {early_deaths} times in a row"
                 logger.error("the embedded model is not restarted: %s", reason)
@@ -275,7 +295,10 @@ class ModelProcess:
         """Run one child to its end; return Broken, or (was it ever ready, how it ended)."""
         if self.state is not ModelState.RESTARTING:
             await self._set_state(ModelState.STARTING)
-        self.ready = None
+        self.ready, self._answered = None, False
+        start = self.start_message
+        if self.kernel_level == len(KERNEL_LEVELS) - 1:
+            start = start.model_copy(update={"precision": "fp32"})
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -283,7 +306,7 @@ class ModelProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **_CHILD_ENV},
+            env={**os.environ, **_CHILD_ENV, **KERNEL_LEVELS[self.kernel_level]},
             limit=MAX_LINE,
         )
         self._proc = proc
@@ -291,7 +314,7 @@ class ModelProcess:
         stderr = asyncio.create_task(_forward_stderr(proc.stderr), name="model-stderr")
         was_ready = False
         try:
-            proc.stdin.write(encode(self.start_message))
+            proc.stdin.write(encode(start))
             first = await asyncio.wait_for(_read(proc.stdout), self.restarts.start_timeout_s)
             if isinstance(first, Broken):
                 return first
@@ -308,12 +331,15 @@ class ModelProcess:
                 await self._set_state(ModelState.READY)
                 await self._dispatch(proc.stdout)
         except TimeoutError:
-            proc.kill()
+            logger.error(
+                "the model process did not start within %.0f s", self.restarts.start_timeout_s
+            )
         except (ConnectionError, RuntimeError):
             pass  # the pipe broke as the child died; its exit status says how
         finally:
             if proc.returncode is None and not self._closing:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
             returncode = await proc.wait()
             stderr.cancel()
             how = describe_exit(returncode)
@@ -326,6 +352,8 @@ class ModelProcess:
             if isinstance(message, Token | Done | Failed):
                 if isinstance(message, Token):
                     self.tokens_out += 1
+                elif isinstance(message, Done):
+                    self._answered = True
                 queue = self._pending.get(message.id)
                 if queue is not None:  # else an answer already given up on
                     queue.put_nowait(message)
