@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from langchain_core.messages import HumanMessage
 
 from bot.config import load_settings
 from bot.errors import LLMUnavailable
-from bot.llm.embedded import EmbeddedBackend, packaged_model_path
+from bot.llm.embedded import ChatModelProcess, EmbeddedBackend, packaged_model_path
 from bot.llm.factory import build_llm
 from bot.llm.worker.process import ModelProcess, ModelState, Restarts
 from bot.llm.worker.protocol import ChatTurn, Start
@@ -235,3 +235,19 @@ def test_a_converted_model_changed_in_the_cache_is_not_trusted(tmp_path: Path) -
         weights.write(b"\x7f")  # one byte of one weight
     assert not _intact(copy, digest)
     assert not _intact(folder, "0" * 64)  # converted from another file
+
+
+class _SilentProcess(ModelProcess):
+    """A model process whose model stops at once (its first token is the end of the answer)."""
+
+    async def generate(self, *args: object, **kwargs: object) -> AsyncGenerator[str, None]:
+        return
+        yield  # an async generator that yields nothing
+
+
+async def test_an_answer_the_model_ends_at_once_is_empty_not_a_failure() -> None:
+    process = _SilentProcess(Start(gguf="unused", cache_dir="unused", threads=1, context=512))
+    llm = EmbeddedBackend(ChatModelProcess(process=process))
+    # Empty: the groundedness check then quotes the passages, with no "unavailable" notice.
+    assert [p async for p in llm.stream([HumanMessage("hi")])] == []
+    assert await llm.complete([HumanMessage("hi")]) == ""

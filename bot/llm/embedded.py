@@ -118,11 +118,15 @@ class ChatModelProcess(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         pieces = self._pieces(messages, kwargs)
+        wrote = False
         try:
             async for piece in pieces:
+                wrote = True
                 if run_manager:
                     await run_manager.on_llm_new_token(piece)
                 yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if not wrote:  # the model stopped at once: an empty answer, not a failure
+                yield ChatGenerationChunk(message=AIMessageChunk(content=""))
         finally:
             await pieces.aclose()  # a reader gone: the child is told to stop writing
 
