@@ -1,7 +1,7 @@
 """Embedded LLM speed: start-up, tokens per second, time to first token and memory of the
 model process (SmolLM2-135M on PyTorch's CPU build), on this CPU.
 
-Run: python -m bench.llm_speed [--runs 5] [--tokens 128] [--precision auto|int8|fp32] [--json]
+Run: python -m bench.llm_speed [--runs 5] [--tokens 128] [--precision fp32|int8] [--json]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--precision", choices=["auto", "int8", "fp32"], default="auto")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     row = asyncio.run(measure(args.runs, args.tokens, args.precision))

