@@ -190,6 +190,26 @@ async def test_a_reader_that_goes_away_stops_the_model_writing() -> None:
         await llm.aclose()
 
 
+async def test_a_model_process_hung_mid_answer_is_killed_and_started_again() -> None:
+    llm = embedded(llm_timeout_s=1.5, llm_max_tokens=2000, llm_context=4096)  # 3 s an answer
+    try:
+        await llm.warm_up()
+        llm.process.restarts = Restarts(first_delay_s=0.05, stop_within_s=1.0)
+        hung = llm.process.pid
+        assert hung is not None
+        stream = llm.stream([HumanMessage("Write a long story about a lighthouse keeper.")])
+        with pytest.raises(LLMUnavailable):
+            async for _ in stream:
+                os.kill(hung, signal.SIGSTOP)  # stuck in native code: never answers again
+        # Its answer ran out of time; the child did not stop it, so it is killed and replaced.
+        await until(lambda: llm.process.pid not in (None, hung), 30)
+        await until(lambda: llm.process.state is ModelState.READY, 60)
+        assert (await llm.complete([HumanMessage("Say hello.")], max_tokens=4)).strip()
+        assert llm.process.crashes == 1
+    finally:
+        await llm.aclose()
+
+
 async def test_a_prompt_longer_than_the_context_fails_that_answer_only() -> None:
     llm = embedded(llm_context=512)
     try:

@@ -81,6 +81,7 @@ class Restarts:
     stable_after_s: float = 60.0  # a child that lived this long resets the delay
     give_up_after: int = 3  # deaths before it was ever ready, in a row: broken
     start_timeout_s: float = 300.0  # the first start converts the GGUF (~25 s on 2 cores)
+    stop_within_s: float = 10.0  # a cancelled answer not ended by then: the child is hung
 
 
 @dataclass
@@ -113,6 +114,7 @@ class ModelProcess:
         self.tokens_out = 0  # pieces of answers received, over every child
         self.kernel_level = 0  # index into KERNEL_LEVELS: stepped down after crashes
         self._answered = False  # the running child finished an answer
+        self._stopping: set[int] = set()  # answers cancelled, not yet ended by the child
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -221,6 +223,10 @@ class ModelProcess:
             if not finished and proc.returncode is None and proc.stdin is not None:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     proc.stdin.write(encode(Cancel(id=request.id)))
+                self._stopping.add(request.id)
+                asyncio.get_running_loop().call_later(
+                    self.restarts.stop_within_s, self._kill_if_hung, proc, request.id
+                )
 
     async def aclose(self) -> None:
         """Stop the child (closing its input lets it exit; a hung one is killed)."""
@@ -241,6 +247,18 @@ class ModelProcess:
                 await supervisor
         if self.state is not ModelState.BROKEN:
             self.state = ModelState.STOPPED
+
+    def _kill_if_hung(self, proc: asyncio.subprocess.Process, request_id: int) -> None:
+        # A child that ends neither the cancelled answer nor itself is stuck in native code
+        # (a deadlock, a spin): every later answer would wait behind it. Kill it: a restart.
+        if request_id in self._stopping and proc is self._proc and proc.returncode is None:
+            logger.error(
+                "the model process did not stop an answer within %.0f s; killing it",
+                self.restarts.stop_within_s,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        self._stopping.discard(request_id)
 
     def _abandon(self) -> None:
         # The loop this child was started on is gone: its pipes cannot be read any more.
@@ -352,8 +370,9 @@ class ModelProcess:
             if isinstance(message, Token | Done | Failed):
                 if isinstance(message, Token):
                     self.tokens_out += 1
-                elif isinstance(message, Done):
-                    self._answered = True
+                else:
+                    self._stopping.discard(message.id)
+                    self._answered = self._answered or isinstance(message, Done)
                 queue = self._pending.get(message.id)
                 if queue is not None:  # else an answer already given up on
                     queue.put_nowait(message)
