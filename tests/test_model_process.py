@@ -226,14 +226,14 @@ async def test_a_prompt_longer_than_the_context_fails_that_answer_only() -> None
 async def test_the_model_process_never_sees_the_internet_nor_prints_prompts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    secret = "PATIENT-SENTINEL-4711 my rash is spreading"
+    words = "PATIENT-SENTINEL-4711 my rash is spreading"
     llm = embedded(llm_max_tokens=4)
     try:
         await llm.warm_up()
         with caplog.at_level("DEBUG"):
-            await llm.complete([HumanMessage(secret)])
+            await llm.complete([HumanMessage(words)])
             with pytest.raises(LLMUnavailable):
-                await llm.complete([HumanMessage(secret * 400)])  # fails: too long
+                await llm.complete([HumanMessage(words * 400)])  # fails: too long
         assert "PATIENT-SENTINEL" not in caplog.text
         env = (Path("/proc") / str(llm.process.pid) / "environ").read_bytes()
         assert b"HF_HUB_OFFLINE=1" in env
