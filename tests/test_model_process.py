@@ -271,3 +271,17 @@ async def test_an_answer_the_model_ends_at_once_is_empty_not_a_failure() -> None
     # Empty: the groundedness check then quotes the passages, with no "unavailable" notice.
     assert [p async for p in llm.stream([HumanMessage("hi")])] == []
     assert await llm.complete([HumanMessage("hi")]) == ""
+
+
+async def test_an_unwritable_model_cache_still_starts_the_model(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be")
+    process = ModelProcess(
+        Start(gguf=str(packaged_model_path()), cache_dir=str(not_a_folder), threads=2, context=512)
+    )
+    try:
+        ready = await process.wait_ready(240)  # converted in memory (about 25 s), not cached
+        assert ready.tokens_per_s > 0 and process.state is ModelState.READY
+        assert not_a_folder.read_text().startswith("a file")
+    finally:
+        await process.aclose()
