@@ -56,15 +56,20 @@ class ModelTampered(Exception):
     """A packaged model file is missing or differs from its recorded digest."""
 
 
-@functools.cache
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    # Keyed by size and mtime too: a file replaced while running is hashed again.
-    del size, mtime_ns
+def file_sha256(path: str | Path) -> str:
+    """Return the hex SHA-256 of a file."""
     sha = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()
+
+
+@functools.cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and mtime too: a file replaced while running is hashed again.
+    del size, mtime_ns
+    return file_sha256(path)
 
 
 def verify(package: str, root: Path) -> None:

@@ -8,6 +8,7 @@ the packaged SmolLM2) with the same signal a native crash raises, at the worst m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -124,7 +125,8 @@ async def test_a_model_that_dies_at_every_start_leaves_carebot_degraded_and_says
         await asyncio.wait_for(killer, 10)
         assert len(killed) == 2  # tried again once, then gave up
         assert kernels == [b"ATEN_CPU_CAPABILITY=avx2"]  # the second with safer kernels
-        assert "killed by SIGSEGV at start 2 times in a row" in str(raised.value)
+        # (How a child killed that early is reported, a signal or a status, is the OS's.)
+        assert "at start 2 times in a row" in str(raised.value)
         assert process.describe().startswith("unavailable:")
         # From now on every answer fails at once (quoted guidelines), with no waiting.
         started = time.perf_counter()
@@ -242,7 +244,8 @@ async def test_the_model_process_never_sees_the_internet_nor_prints_prompts(
 
 
 def test_a_converted_model_changed_in_the_cache_is_not_trusted(tmp_path: Path) -> None:
-    from bot.llm.worker.model import _intact, converted_folder, file_sha256
+    from bot.llm.worker.model import _intact, converted_folder
+    from bot.model_checksums import file_sha256
 
     gguf = packaged_model_path()
     folder = converted_folder(gguf, load_settings().llm_cache_dir)  # converted by now
@@ -285,3 +288,33 @@ async def test_an_unwritable_model_cache_still_starts_the_model(tmp_path: Path) 
         assert not_a_folder.read_text().startswith("a file")
     finally:
         await process.aclose()
+
+
+async def test_the_childs_output_is_read_whatever_it_writes() -> None:
+    from bot.llm.worker.process import _read
+    from bot.llm.worker.protocol import Done
+
+    stream = asyncio.StreamReader(limit=64)
+    stream.feed_data(b"\x00\xff not the protocol\n" + b'{"type":"done","id":3,"tokens":1}\n')
+    assert await _read(stream) == Done(id=3, tokens=1)  # the stray line skipped
+    stream.feed_data(b"x" * 200 + b"\n")  # past any bound: the child is not trusted further
+    assert await _read(stream) is None
+    stream.feed_eof()
+
+
+async def test_chinese_and_binary_prompts_get_whole_characters_or_a_clean_failure() -> None:
+    llm = embedded(llm_max_tokens=24)
+    try:
+        await llm.warm_up()
+        answer = "".join(
+            [p async for p in llm.stream([HumanMessage("发烧了怎么办？请用中文回答。")])]
+        )
+        assert "\ufffd" not in answer  # a character split across tokens is never shown half
+        for odd in ("\x00\x01\x02 \u202e", "\ud800 lone surrogate", ""):
+            # Answered, or refused as an answer failure (the passages would be quoted).
+            with contextlib.suppress(LLMUnavailable):
+                await llm.complete([HumanMessage(odd)])
+        assert llm.process.crashes == 0 and llm.process.state is ModelState.READY
+        assert (await llm.complete([HumanMessage("Say hello.")], max_tokens=4)).strip()
+    finally:
+        await llm.aclose()

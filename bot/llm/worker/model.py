@@ -10,7 +10,6 @@ seen between any two tokens and a JSON schema can be enforced on every one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.llm.worker.protocol import ChatTurn, Generate, Start
+from bot.model_checksums import file_sha256
 
 logger = logging.getLogger(__name__)
 SELF_TEST = [ChatTurn(role="user", content="Say hello.")]
@@ -31,15 +31,6 @@ _MARKER = "carebot-source.json"
 
 class PromptTooLong(Exception):
     """The prompt and the answer's room do not fit the context window."""
-
-
-def file_sha256(path: Path) -> str:
-    """Return the hex SHA-256 of a file."""
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def converted_folder(gguf: Path, cache_dir: Path) -> Path:

@@ -317,16 +317,19 @@ class ModelProcess:
         start = self.start_message
         if self.kernel_level == len(KERNEL_LEVELS) - 1:
             start = start.model_copy(update={"precision": "fp32"})
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.llm.worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **_CHILD_ENV, **KERNEL_LEVELS[self.kernel_level]},
-            limit=MAX_LINE,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot.llm.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, **_CHILD_ENV, **KERNEL_LEVELS[self.kernel_level]},
+                limit=MAX_LINE,
+            )
+        except OSError as exc:  # no process at all (no memory, too many files): a death
+            return False, f"could not be started ({type(exc).__name__})"
         self._proc = proc
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         stderr = asyncio.create_task(_forward_stderr(proc.stderr), name="model-stderr")
@@ -379,18 +382,32 @@ class ModelProcess:
 
 
 async def _read(stdout: asyncio.StreamReader) -> Ready | Broken | Token | Done | Failed | None:
-    """The child's next message; None at the end of its output."""
-    while line := await stdout.readline():
+    """The child's next message; None at the end of its output (or a line past any bound,
+    after which the stream cannot be trusted: the child is then killed and started again)."""
+    while True:
+        try:
+            line = await stdout.readline()
+        except ValueError:
+            logger.warning("the model process wrote a line over %d bytes", MAX_LINE)
+            return None
+        if not line:
+            return None
         try:
             return FROM_CHILD.validate_json(line)
         except ValidationError:
             logger.warning("the model process wrote a line that is not its protocol")
-    return None
 
 
 async def _forward_stderr(stderr: asyncio.StreamReader) -> None:
     # Library warnings and a native crash's stack trace; the child never prints a prompt.
-    while line := await stderr.readline():
+    # Read to the end whatever comes: a child whose stderr pipe filled up would hang.
+    while True:
+        try:
+            line = await stderr.readline()
+        except ValueError:  # a line past the limit, dropped; the next one is read
+            continue
+        if not line:
+            return
         text = line.decode("utf-8", "replace").rstrip()
         if text:
             logger.warning("model process: %s", text[:300])
