@@ -70,7 +70,9 @@ async def test_a_sigsegv_mid_answer_costs_that_answer_only(make_runtime: Runtime
     reply = await asyncio.wait_for(answer, 60)
     assert reply.kind == "answer" and reply.citations
     assert QUOTING in reply.text and "[1]" in reply.text
-    assert reply.llm_error and "SIGSEGV" in reply.llm_error
+    # "killed by SIGSEGV", or "exited with status 255" when a library's own crash handler
+    # ends the process: either way the model process, not CareBot, went down.
+    assert reply.llm_error and "the model process" in reply.llm_error
 
     # The model comes back by itself, and the next question is written by it.
     await until(lambda: llm.process.state is ModelState.READY, 120)
