@@ -246,6 +246,72 @@ def eval_triage(
         typer.echo(format_table(report))
 
 
+@eval_app.command("behaviour")
+def eval_behaviour(
+    failures: Annotated[int, typer.Option(help="Failures to list.")] = 20,
+) -> None:
+    """Run the generated behavioural tests (MFT, INV, DIR for every lexicon finding)."""
+    from bot.triage import behaviour
+
+    service, _ = asyncio.run(_triage_service(_settings(), False))
+    report = behaviour.run(service)
+    typer.echo(f"Behavioural tests: {report.total} cases, {len(report.failures)} failures")
+    for name, count in sorted(report.counts.items()):
+        failed = sum(1 for case, _ in report.failures if f"{case.kind} {case.template}" == name)
+        typer.echo(f"  {name:<18} {count:>5}  failed {failed}")
+    for case, level in report.failures[:failures]:
+        typer.echo(
+            f"  FAIL {case.kind} {case.template} {case.finding}: "
+            f"{level.value}, wanted {case.wanted}"
+        )
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@eval_app.command("criteria")
+def eval_criteria(
+    as_json: Annotated[bool, typer.Option("--json", help="Print every criterion.")] = False,
+) -> None:
+    """The guideline pages' triage criteria: per-level counts, thresholds and recall."""
+    import json
+    import statistics
+
+    service, _ = asyncio.run(_triage_service(_settings(), False))
+    if service.semantic is None:
+        typer.echo("carebot: criteria need the embedding model", err=True)
+        raise typer.Exit(2)
+    service.semantic.warm_up()
+    rows = {
+        rule_id: (service.rules.criteria[rule_id], calibration)
+        for rule_id, calibration in service.semantic.calibration.items()
+    }
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    rule_id: {"level": c.spec.level.value, **vars(cal)}
+                    for rule_id, (c, cal) in rows.items()
+                },
+                indent=2,
+            )
+        )
+        return
+    pages = {c.page for c, _ in rows.values()}
+    typer.echo(f"Guideline criteria: {len(rows)} from {len(pages)} pages")
+    for level in ("emergency", "urgent", "routine"):
+        mine = [cal for c, cal in rows.values() if c.spec.level.value == level]
+        if mine:
+            typer.echo(
+                f"  {level:<9} {len(mine):>4}  threshold median "
+                f"{statistics.median(x.threshold for x in mine):.3f}  "
+                f"leave-one-out recall {statistics.mean(x.recall for x in mine):.2f}"
+            )
+    blurred = sorted(r for r, (_, cal) in rows.items() if cal.threshold >= 0.9)
+    typer.echo(f"  {len(blurred)} criteria sit at 0.9 or above (a near miss almost the same):")
+    for rule_id in blurred:
+        typer.echo(f"    {rule_id}")
+
+
 async def _evaluate(
     settings: Settings, cases: list[EvalCase], mode: TriageMode, unmentioned: Unmentioned
 ) -> EvalReport:

@@ -159,6 +159,10 @@ class Settings(BaseSettings):
         le=0.99,
         description="Cosine similarity at which a clause counts as a red-flag exemplar.",
     )
+    triage_criteria: bool = Field(
+        default=True,
+        description="Read the guideline pages' 'when to get help' criteria by meaning.",
+    )
     default_language: Literal["en", "zh"] = "en"
     max_message_chars: int = Field(default=4000, ge=100, le=100_000)
     early_warning_s: float = Field(

@@ -102,6 +102,10 @@ class RedFlagHit(BaseModel):
     level: TriageLevel
     explanation: str
     evidence: list[Evidence] = Field(default_factory=list)
+    citation: str | None = Field(
+        default=None,
+        description="For a guideline page's criterion: the page's title and clinical source.",
+    )
 
 
 class Reply(BaseModel):

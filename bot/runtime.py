@@ -27,12 +27,13 @@ from bot.storage.migrate import upgrade
 from bot.storage.repository import Storage, make_engine, owner_only_folder
 from bot.storage.retention import Retention
 from bot.triage.classifier import TriageClassifier
+from bot.triage.criteria import CriteriaBook
 from bot.triage.rules import TriageRules
 from bot.triage.semantic import Embedder, SemanticMatcher
 from bot.triage.service import ModelVote, TriageService
 from rag.answer import GuidelineAnswerer
 from rag.errors import IndexUnavailable
-from rag.library import GuidelineLibrary
+from rag.library import BUNDLED, GuidelineLibrary
 
 logger = logging.getLogger(__name__)
 RETENTION_EVERY_S = 3600.0  # the retention pass: at start, then hourly
@@ -99,8 +100,13 @@ def build_triage(
     """Build the triage service: rules and lexicon, matching by meaning when an embedding
     model is given, and the LLM classifier when there is an LLM."""
     classifier = TriageClassifier(llm, prompts) if llm is not None else None
-    rules = TriageRules()
     semantic = None
+    # The guideline pages' own "when to get help" statements are criteria, read by meaning:
+    # without an embedding model they cannot be matched, and the rules stand alone.
+    criteria = None
+    if embedder is not None and settings.triage_semantic and settings.triage_criteria:
+        criteria = CriteriaBook.load([BUNDLED, *settings.guideline_paths])
+    rules = TriageRules(criteria=criteria)
     if embedder is not None and settings.triage_semantic:
         semantic = SemanticMatcher(
             rules,

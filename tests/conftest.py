@@ -16,6 +16,7 @@ from bot.config import Settings, load_settings
 from bot.llm.base import LLMBackend
 from bot.log_safety import QUIET_LOGGERS
 from bot.runtime import Runtime, build_runtime
+from bot.triage.criteria import CriteriaBook
 from bot.triage.rules import TriageRules
 from rag.embeddings import MiniLMEmbeddings
 from rag.library import GuidelineLibrary
@@ -73,8 +74,9 @@ RuntimeFactory = Callable[..., Awaitable[Runtime]]
 
 @pytest.fixture(scope="session")
 def triage_rules() -> TriageRules:
-    """The shipped rules, lexicon and ConText cues (loading takes a few seconds)."""
-    return TriageRules()
+    """The shipped rules, lexicon, ConText cues and the bundled pages' criteria (loading
+    takes a few seconds)."""
+    return TriageRules(criteria=CriteriaBook.load())
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from tests.conftest import RuntimeFactory
 from tests.fakes import patient_message, scripted
 from tests.servers import RedisServer
 
-GROUNDED = "See a doctor if the fever lasts more than three days [1]."
+GROUNDED = "Get urgent help today if your fever has lasted more than three days [1]."
 FEVER = "I have had a mild fever since yesterday, what can I do?"
 CHEST = "crushing chest pain and sweating for 20 minutes"
 EMERGENCY_LINE = "Call 112"

@@ -20,7 +20,7 @@ from tests.servers import RedisServer, free_port, silent_server
 
 FEVER = "I have had a mild fever since yesterday, what can I do?"
 CHEST = "crushing chest pain and sweating for 20 minutes"
-GROUNDED = "See a doctor if the fever lasts more than three days [1]."
+GROUNDED = "Get urgent help today if your fever has lasted more than three days [1]."
 
 
 def incoming(
@@ -59,7 +59,7 @@ async def test_consent_given_by_the_channel_answers_at_once(make_runtime: Runtim
     reply = await rt.engine.handle(incoming(FEVER, consent=True))
     assert reply.kind == "answer" and reply.grounded
     assert reply.text.startswith("🟢") and f"\n\n{GROUNDED}" in reply.text
-    assert "Sources:\n[1] Fever in adults - See a doctor if" in reply.text
+    assert "Sources:\n[1] Fever in adults - Get urgent help today if" in reply.text
 
 
 async def test_consent_survives_a_restart(make_runtime: RuntimeFactory) -> None:

@@ -24,7 +24,7 @@ from tests.fakes import scripted
 
 LIBRARY = PromptLibrary(load_settings().prompts_dir)
 ANSWER = LIBRARY.shipped["answer"]
-GROUNDED = "See a doctor if the fever lasts more than three days [1]."
+GROUNDED = "Get urgent help today if your fever has lasted more than three days [1]."
 
 
 def ask(text: str = "I have had a mild fever since yesterday, what can I do?") -> IncomingMessage:

@@ -11,7 +11,7 @@ from bot.storage.tables import Escalation, Message
 from tests.conftest import RuntimeFactory
 from tests.fakes import patient_message, scripted
 
-GROUNDED = "See a doctor if the fever lasts more than three days [1]."
+GROUNDED = "Get urgent help today if your fever has lasted more than three days [1]."
 # A cold with its red flags denied up front: self-care without questions.
 SNIFFLES = "mild runny nose since yesterday, no trouble breathing, no chest pain, not confused"
 
@@ -146,7 +146,7 @@ async def test_model_vote_raise_lets_the_model_escalate_but_never_lower(
     assert reply.triage["decided_by"] == "model"
     low = json.dumps({"level": "self_care", "reasons": [], "missing": []})
     rt2 = await make_runtime(scripted(low, GROUNDED), triage_model_vote="raise")
-    urgent = await rt2.engine.handle(msg("I'm 30, chest pain since this morning", chat="m2"))
+    urgent = await rt2.engine.handle(msg("I'm 30 and I have had a fever for 6 days", chat="m2"))
     assert urgent.level is TriageLevel.URGENT  # the model said self_care: ignored
 
 

@@ -25,6 +25,9 @@ from rag.embeddings import MiniLMEmbeddings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT / "tests" / "data" / "triage_dev_dialogues.jsonl"
+# Written afterwards, by writers who saw neither the rules nor the first set; frozen before
+# any tuning (docs/triage.md).
+DEV2 = ROOT / "tests" / "data" / "triage_dev2_dialogues.jsonl"
 SHARED = ROOT.parent / "shared" / "data" / "triage"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="no ../shared/data here")
 
@@ -55,6 +58,28 @@ async def test_dev_set_finds_every_emergency(service: TriageService) -> None:
     ]
     assert missed == [] and report.emergency_below_urgent == 0
     assert report.questions_max <= 6  # two rounds of three at most
+
+
+async def test_dev_set_2_holds_its_measured_figures(service: TriageService) -> None:
+    # The figures of docs/triage.md, kept so no change quietly undoes them. They are below
+    # the bar (96% of emergencies, none below urgent): see "Known limits".
+    report = await run(service, DEV2, "unsure")
+    assert report.cases == 150
+    assert report.emergency_found >= 39 and report.emergency_below_urgent <= 2
+    assert report.per_level_recall["urgent"].recall >= 0.70
+    assert report.questions_max <= 6
+
+
+def test_dev_set_2_is_well_formed() -> None:
+    from bot.triage.interview import Catalogue
+
+    questions = set(Catalogue.load().questions)
+    rows = [json.loads(line) for line in DEV2.read_text(encoding="utf-8").splitlines() if line]
+    assert len({r["id"] for r in rows}) == len(rows) == 150
+    assert {r["expected"] for r in rows} == {"emergency", "urgent", "routine", "self_care"}
+    for row in rows:
+        assert set(row["facts"]) <= questions, row["id"]
+        assert row["opening"].strip() and row["source"].strip(), row["id"]
 
 
 def test_dev_set_is_well_formed() -> None:

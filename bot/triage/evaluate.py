@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from bot.models import TriageLevel
+from bot.triage.interview import AGAIN
 from bot.triage.service import PatientMessage, TriageService
 
 # Semigran et al. (BMJ 2015) label cases emergent, non-emergent or self-care; a non-emergent
@@ -140,7 +141,13 @@ def simulated_answer(
     """
     unsure = UNSURE.get(language, UNSURE["en"])
     no = NO.get(language, NO["en"])
-    lines = [facts.get(q) or (no if absent and q in absent else unsure) for q in asked]
+    # A screen asked once more in simpler words (`<id>.again`) gets the same honest answer.
+    lines = [
+        facts.get(q)
+        or facts.get(q.removesuffix(AGAIN))
+        or (no if absent and q in absent else unsure)
+        for q in asked
+    ]
     return "\n".join(lines)
 
 

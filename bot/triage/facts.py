@@ -103,7 +103,14 @@ _AGE_ZH = re.compile(r"(\d+)\s*(岁|个月大|个月的|周大)")
 _INFANT = re.compile(r"\b(new-?born|neonate|infant|baby|babies)\b|婴儿|宝宝|新生儿", re.IGNORECASE)
 _TODDLER = re.compile(r"\btoddler\b|幼儿", re.IGNORECASE)
 
-_PREGNANT = re.compile(r"\b(pregnan\w*|expecting a baby|weeks gestation)\b|怀孕|孕妇|妊娠", re.I)
+_PREGNANT = re.compile(
+    r"\b(pregnan\w*|expecting a baby|weeks gestation|weeks? (gone|along)|"
+    # "I'm 31 weeks", "she's 36 weeks with...": gestation said the way mothers say it (a
+    # baby's age is "N weeks old").
+    r"(i'?m|i am|she'?s|she is|wife is|partner is) \d{1,2} weeks?(?! old)( pregnant)?|"
+    r"positive (pregnancy )?test|my waters (have )?(broken|broke|gone))\b|怀孕|孕妇|妊娠|孕\d",
+    re.I,
+)
 _NOT_PREGNANT = re.compile(r"\b(not|n't|never been) (currently )?pregnant\b|没有?怀孕|未怀孕", re.I)
 _FEMALE = re.compile(
     r"\b(woman|women|female|girl|lady|she|her|mrs|ms|mother|mum|mom|wife)\b|女", re.I

@@ -32,6 +32,13 @@ class Question(BaseModel):
     text: dict[str, str]
     if_yes: str | None = None
     sex: Literal["male", "female"] | None = None
+    # Free-text answers that mean yes / no to a screen, per language: a patient's answer is
+    # compared with them by meaning (semantic.py) and by its words (`speaks_to`).
+    yes_says: dict[str, list[str]] = Field(default_factory=dict)
+    no_says: dict[str, list[str]] = Field(default_factory=dict)
+    # A screen whose answer the patient would know (breathing, bleeding, consciousness): a
+    # "not sure" is asked once more, in these simpler single-item words.
+    again: dict[str, str] = Field(default_factory=dict)
 
 
 class Complaint(BaseModel):
@@ -39,6 +46,9 @@ class Complaint(BaseModel):
 
     words: Patterns = Field(default_factory=dict)
     ask: list[str]
+    # The screen for this complaint's main danger: left unanswered ("not sure"), the level
+    # cannot fall below urgent.
+    main_danger: str | None = None
     screens_self_care: bool = Field(
         default=False, description="Its questions must be answered before self-care."
     )
@@ -57,6 +67,7 @@ class Catalogue(BaseModel):
         """Read the catalogue and check that every id it uses is defined."""
         data = cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
         used = [q for c in data.complaints.values() for q in c.ask] + list(data.denied_by)
+        used += [c.main_danger for c in data.complaints.values() if c.main_danger]
         used += data.self_care_screens
         unknown = sorted({q for q in used if q not in data.questions})
         if unknown:
@@ -92,6 +103,83 @@ _YES = re.compile(
     r"是|有|对|嗯|会|好像有|有点|一点)",
     re.I,
 )
+# A yes that stands for itself whatever follows ("yes, mostly on the stairs"); the weaker
+# openings ("it is", "a bit") are a yes only alone or about the screen ("It is mild", asked
+# about breathing, is about something else).
+_PLAIN_YES = re.compile(
+    r"^\s*(yes|yeah|yep|yup|ya\b|yah|y\b|definitely|correct|i think so|think so|affirmative|"
+    r"是的|是|有|对|嗯)",
+    re.I,
+)
+# An answer that is only its yes/no/not-sure words (and a few of filler).
+_BARE = re.compile(r"^\W*(?:[^\W\d_]+\W*){0,4}$")
+_CONTENT = re.compile(r"[a-z]{3,}")
+_CJK_PAIR = re.compile(r"(?=([\u3400-\u9fff]{2}))")
+_FILLER = {
+    "feel",
+    "feels",
+    "felt",
+    "like",
+    "really",
+    "just",
+    "bit",
+    "get",
+    "got",
+    "very",
+    "also",
+    "now",
+    "today",
+    "think",
+    "know",
+    "thing",
+    "things",
+    "seems",
+    "seem",
+    "still",
+    "lot",
+    "little",
+    "much",
+    "well",
+    "good",
+    "bad",
+    "thanks",
+    "thank",
+    "okay",
+    "yes",
+    "yeah",
+}
+# Words that only say yes, no or how sure: not what an answer is about.
+_ANSWER_WORDS = {
+    "yeah",
+    "yep",
+    "yup",
+    "nope",
+    "nah",
+    "sure",
+    "definitely",
+    "maybe",
+    "possibly",
+    "perhaps",
+    "dunno",
+    "idea",
+    "certain",
+    "really",
+    "bit",
+    "kind",
+    "sort",
+    "slightly",
+    "somewhat",
+    "sometimes",
+    "think",
+    "correct",
+    "right",
+    "affirmative",
+    "negative",
+    "course",
+}
+# Words of degree or reassurance: they say how much, not what about.
+_DEGREE = {"mild", "mildl", "sligh", "fine", "norma", "okay", "alrig", "bette", "settl", "prope"}
+AGAIN = ".again"
 _NUMBERED = re.compile(r"^\s*(?:\d+|[a-c])\s*[).:\-]\s*", re.I)
 _NUMBER_MARKS = re.compile(r"(?:^|\s)\d\s*[.)、:：]\s*")
 _SEPARATORS = re.compile(r"[;；，,/]|。")
@@ -107,6 +195,34 @@ def read_answer(part: str) -> Answer | None:
     if _YES.match(part):
         return Answer.YES
     return None
+
+
+def plain_yes(part: str) -> bool:
+    """Whether an answer opens with a yes that stands whatever follows."""
+    return bool(_PLAIN_YES.match(_NUMBERED.sub("", part)))
+
+
+def is_bare(part: str) -> bool:
+    """Whether an answer is its yes/no words alone ("yeah a bit", "no not really"), with
+    nothing after them that says what it is about ("It is mild" is about something)."""
+    part = _NUMBERED.sub("", part).strip()
+    if _CJK_PAIR.search(part):
+        return len(part) <= 6
+    lead = _UNSURE.match(part) or _NO.match(part) or _YES.match(part)
+    rest = part[lead.end() :] if lead else part
+    return bool(_BARE.match(rest)) and not content_words(rest)
+
+
+def content_words(text: str) -> set[str]:
+    """The words that say what an answer is about: stems of English words, Chinese pairs."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    words = {
+        w[:5]
+        for w in _CONTENT.findall(text.lower())
+        if w not in STOP_WORDS and w not in _FILLER and w not in _ANSWER_WORDS
+    }
+    return words | {m.group(1) for m in _CJK_PAIR.finditer(text)}
 
 
 def read_answers(text: str, asked: list[str]) -> dict[str, str]:
@@ -156,6 +272,7 @@ class Interview:
     def __init__(self, catalogue: Catalogue | None = None) -> None:
         self.catalogue = catalogue or Catalogue.load()
         vocabulary = Vocabulary()
+        self._screen_words: dict[str, set[str]] = {}
         self._words = {
             name: PatternSet.of(c.words, vocabulary)
             for name, c in self.catalogue.complaints.items()
@@ -163,8 +280,69 @@ class Interview:
         }
 
     def question(self, qid: str) -> Question:
-        """Return a catalogue question by id."""
+        """Return a catalogue question by id (`<id>.again`: the screen in simpler words)."""
+        if qid.endswith(AGAIN):
+            question = self.catalogue.questions[qid.removesuffix(AGAIN)]
+            return question.model_copy(update={"text": question.again or question.text})
         return self.catalogue.questions[qid]
+
+    def speaks_to(self, qid: str, answer: str) -> bool:
+        """Whether an answer talks about the danger the screen asks about: shares a word with
+        its question or yes sentences that its no sentences do not use. "It is mild" says
+        nothing about breathing."""
+        question = self.catalogue.questions[qid]
+        words = self._screen_words.get(qid)
+        if words is None:
+            asked = set().union(*(content_words(s) for s in question.text.values()))
+            danger = set().union(
+                *(content_words(s) for says in question.yes_says.values() for s in says)
+            )
+            calm = set().union(
+                *(content_words(s) for says in question.no_says.values() for s in says)
+            )
+            # The question's own words, and words of the danger that its reassuring answers
+            # do not also use ("tired").
+            words = asked | (danger - calm)
+            self._screen_words[qid] = words
+        return bool(content_words(answer) & words)
+
+    def about(self, qid: str, answer: str) -> bool:
+        """Whether an answer is about the screen's topic at all (its question, yes or no
+        sentences), leaving out words of mere degree ("mild", "fine")."""
+        question = self.catalogue.questions[qid]
+        key = f"{qid}:topic"
+        words = self._screen_words.get(key)
+        if words is None:
+            sentences = [
+                *question.text.values(),
+                *(s for says in question.yes_says.values() for s in says),
+                *(s for says in question.no_says.values() for s in says),
+            ]
+            words = set().union(*(content_words(s) for s in sentences)) - _DEGREE
+            self._screen_words[key] = words
+        return bool(content_words(answer) & words)
+
+    def retries(self, state: InterviewState) -> list[str]:
+        """Screens the patient would know but answered "not sure": ask once more, simpler."""
+        return [
+            f"{qid}{AGAIN}"
+            for qid, answer in state.screens.items()
+            if answer is Answer.UNSURE
+            and self.catalogue.questions[qid].again
+            and f"{qid}{AGAIN}" not in state.asked
+        ]
+
+    def unresolved_dangers(self, state: InterviewState) -> list[str]:
+        """Main-danger screens of the complaints still "not sure" after every chance."""
+        out = []
+        for name in state.complaints:
+            qid = self.catalogue.complaints[name].main_danger
+            if qid is None or state.screens.get(qid) is not Answer.UNSURE:
+                continue
+            if self.catalogue.questions[qid].again and f"{qid}{AGAIN}" not in state.asked:
+                continue  # asked once more first
+            out.append(qid)
+        return list(dict.fromkeys(out))
 
     def complaints(self, texts: list[str], scanners: list[TextScanner] | None = None) -> list[str]:
         """Return the complaints the patient's words point to, most dangerous first."""

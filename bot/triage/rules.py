@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from bot.models import Evidence, RedFlagHit, TriageLevel
 from bot.triage.context import SUPPRESSING, ClinicalContext, Flag
+from bot.triage.criteria import CriteriaBook, Criterion
 from bot.triage.facts import PatientFacts, VitalSigns, extract_facts
 from bot.triage.lexicon import (
     DEFAULT_LEXICON,
@@ -76,10 +77,12 @@ class _RuleSpec(BaseModel):
     ask: list[str] = Field(default_factory=list)
     # Self-care rules: what must be answered (screens answered "no") before self-care.
     screens: list[str] = Field(default_factory=list)
+    # Fired by the interview only (an answer, or a danger left unanswered), never by words.
+    by_interview: bool = False
 
     @model_validator(mode="after")
     def _has_condition(self) -> _RuleSpec:
-        if not self.all and self.when == _When():
+        if not self.all and self.when == _When() and not self.by_interview:
             raise ValueError(f"rule {self.id} has neither patterns nor conditions")
         if "en" not in self.explanation:
             raise ValueError(f"rule {self.id} needs an English explanation")
@@ -206,6 +209,7 @@ class TriageRules:
         path: Path = DEFAULT_RULES,
         lexicon: Lexicon | None = None,
         context: ClinicalContext | None = None,
+        criteria: CriteriaBook | None = None,
     ) -> None:
         data = _RuleFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
         self.lexicon = lexicon or Lexicon.load(DEFAULT_LEXICON)
@@ -223,7 +227,7 @@ class TriageRules:
             findings[name] = _Group.of(name, entry.lay, vocabulary)
         self.rules: list[_Rule] = []
         seen_ids: dict[str, int] = {}
-        for spec in data.rules:
+        for spec in (s for s in data.rules if not s.by_interview):
             groups = []
             # A rule id given again ("another way to the same finding") names its own groups.
             seen_ids[spec.id] = seen_ids.get(spec.id, 0) + 1
@@ -240,7 +244,7 @@ class TriageRules:
                         _Group.of(f"{prefix}#{number}", patterns, vocabulary, None, background)
                     )
             self.rules.append(_Rule(spec, tuple(groups)))
-        specs: dict[str, _RuleSpec] = {}
+        specs: dict[str, _RuleSpec] = {s.id: s for s in data.rules if s.by_interview}
         for rule in self.rules:
             first = specs.setdefault(rule.spec.id, rule.spec)
             if first.level is not rule.spec.level:
@@ -250,6 +254,22 @@ class TriageRules:
                 raise ValueError(f"lexicon finding {name!r}: unknown rule {entry.implies!r}")
             self.rules.append(_Rule(specs[entry.implies], (findings[name],), implied_by=name))
         self._groups = list({id(g): g for r in self.rules for g in r.groups}.values())
+        # Guideline criteria are rules whose one finding is matched by meaning only
+        # (semantic.py): their groups have no patterns and are not scanned.
+        self.criteria: dict[str, Criterion] = {}
+        for criterion in criteria.criteria if criteria else []:
+            spec = _RuleSpec(
+                id=criterion.rule_id,
+                level=criterion.spec.level,
+                explanation=criterion.explanation(),
+                reference=criterion.spec.source,
+                all=[criterion.finding],
+                when=_When(**criterion.spec.when.model_dump()),
+            )
+            group = _Group.of(criterion.finding, {}, vocabulary)
+            self.rules.append(_Rule(spec, (group,)))
+            specs[spec.id] = spec
+            self.criteria[spec.id] = criterion
         all_patterns = [
             p for f in data.findings.values() for ps in f.patterns.values() for p in ps
         ] + [
@@ -268,7 +288,7 @@ class TriageRules:
         self._asks = {r.spec.id: r.spec.ask for r in self.rules}
         self._screens = {r.spec.id: r.spec.screens for r in self.rules}
         self._specs = specs
-        self.ids = {r.spec.id for r in self.rules} | {v.id for v in data.vitals.levels}
+        self.ids = set(specs) | {v.id for v in data.vitals.levels}
         self.emergency_ids = {
             r.spec.id for r in self.rules if r.spec.level is TriageLevel.EMERGENCY
         }
@@ -355,6 +375,7 @@ class TriageRules:
                         explanation=rule.spec.explanation.get(language)
                         or rule.spec.explanation["en"],
                         evidence=evidence,
+                        citation=self.citation(rule.spec.id),
                     )
                 else:
                     hit.evidence += [e for e in evidence if e not in hit.evidence]
@@ -422,7 +443,20 @@ class TriageRules:
             level=spec.level,
             explanation=spec.explanation.get(language) or spec.explanation["en"],
             evidence=[evidence] if evidence else [],
+            citation=self.citation(rule_id),
         )
+
+    def conditions(self, rule_id: str) -> list[str]:
+        """The facts a rule's `when` needs ("age_under", "pregnant", ...)."""
+        spec = self._specs.get(rule_id)
+        return [] if spec is None else sorted(spec.when.model_dump(exclude_none=True))
+
+    def citation(self, rule_id: str) -> str | None:
+        """The guideline page a criterion rule comes from ("Chest pain (https://...)")."""
+        criterion = self.criteria.get(rule_id)
+        if criterion is None:
+            return None
+        return f"{criterion.title} ({criterion.spec.source})"
 
     def explain(self, rule_id: str, language: str = "en") -> str | None:
         """Return a rule's explanation (for doctors' summaries), or None for an unknown id."""

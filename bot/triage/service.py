@@ -22,9 +22,18 @@ from bot.models import Evidence, RedFlagHit, TriageLevel
 from bot.triage.classifier import ModelTriage, TriageClassifier
 from bot.triage.context import is_general_question
 from bot.triage.facts import PatientFacts, extract_facts
-from bot.triage.interview import Answer, Interview, InterviewState, read_answer, read_answers
+from bot.triage.interview import (
+    AGAIN,
+    Answer,
+    Interview,
+    InterviewState,
+    is_bare,
+    plain_yes,
+    read_answer,
+    read_answers,
+)
 from bot.triage.rules import FindingSet, TriageRules
-from bot.triage.semantic import SemanticMatcher
+from bot.triage.semantic import AnswerMeaning, SemanticMatcher
 from bot.workers import TRIAGE
 
 logger = logging.getLogger(__name__)
@@ -38,6 +47,16 @@ _YES_MEANS = {
     "onset": ("it came on suddenly", "突然发生的"),
     "course": ("it is getting worse", "越来越重"),
 }
+# Words of reassurance or denial in a free-text answer (the sentence model hardly sees them).
+_REASSURING = re.compile(
+    r"\b(fine|normal|normally|ok|okay|alright|all right|mild|mildly|slight|slightly|settled|"
+    r"better|nothing( like( that)?)?|more of an?|properly|as usual|no problem|no trouble|still|"
+    r"not (that |too |very |really )?(heavy|bad|severe|much|a lot|serious))\b|"
+    r"正常|还好|挺好|没事",
+    re.I,
+)
+# Fired when a complaint's main danger stays "not sure" (questions.yaml `main_danger`).
+NOT_RULED_OUT = "UR-DANGER-NOT-RULED-OUT"
 _ZH_DIGITS = dict(zip("一二两三四五六七八九", (1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))
 
 
@@ -137,16 +156,18 @@ class TriageService:
         extra_facts: list[str] = []
         for index, message in enumerate(messages):
             state.asked += [q for q in message.asked if q not in state.asked]
-            for qid, said in read_answers(message.text, message.asked).items():
+            answers = read_answers(message.text, message.asked)
+            if not answers and len(message.asked) > 1:
+                # One paragraph for the whole round: each screen hears what it describes.
+                for qid in message.asked:
+                    if self.interview.question(qid).kind == "screen":
+                        answer, evidence = self._screen_answer(qid, message.text, index, True)
+                        self._record(qid, answer, evidence, language, state, answer_hits)
+            for qid, said in answers.items():
                 question = self.interview.question(qid)
                 if question.kind == "screen":
-                    # Asked about a danger, a patient who describes something ("my neck
-                    # feels stiff") is saying yes: only a no or a doubt is not.
-                    answer = read_answer(said) or Answer.YES
-                    state.screens[qid] = answer
-                    if answer is Answer.YES and question.if_yes:
-                        evidence = Evidence(finding=qid, text=said, message=index, source="answer")
-                        answer_hits.append(self.rules.hit(question.if_yes, language, evidence))
+                    answer, evidence = self._screen_answer(qid, said, index, False)
+                    self._record(qid, answer, evidence, language, state, answer_hits)
                 else:
                     state.values[qid] = said
                     phrase = _fact_phrase(qid, said)
@@ -162,12 +183,105 @@ class TriageService:
             # Meaning can only add findings: an emergency found by its words is answered
             # without waiting for the embedding model (which retrieval shares).
             for evidence in self.semantic.find(texts):
-                if evidence.finding not in found.present:
+                if evidence.finding not in found.present and not self._answered_otherwise(
+                    evidence, messages, state
+                ):
                     found.add(evidence)
             hits = _merge(self.rules.evaluate(found, facts, language), answer_hits)
         rule_level = self.rules.level(hits)
         general = bool(texts) and is_general_question(texts[-1]) and not hits
-        return self._settle(hits, rule_level, facts, found, state, texts, general, ask)
+        return self._settle(hits, rule_level, facts, found, state, texts, general, ask, language)
+
+    def _screen_answer(
+        self, qid: str, said: str, index: int, whole: bool
+    ) -> tuple[Answer | None, Evidence | None]:
+        """What an answer says to a screen: yes in any words, no, not sure, or nothing.
+
+        A described finding is a yes even after "no" or "not sure" ("not sure, but she went
+        blank for a minute"): by meaning (the screen's yes sentences), or by the words of the
+        screen's own rule. Otherwise its opening word decides ("no, just tired"); a bare
+        "a bit" is a yes, but a description must speak to the screen: "It is mild", asked
+        about breathing, is not a yes. `whole`: the reply answers a whole round at once, so
+        only what it describes counts.
+        """
+        qid = qid.removesuffix(AGAIN)
+        question = self.interview.question(qid)
+        meaning = AnswerMeaning()
+        if self.semantic is not None:
+            meaning = self.semantic.screen_answer(qid, said)
+        said_evidence = Evidence(finding=qid, text=said, message=index, source="answer")
+        reassuring = bool(_REASSURING.search(said))
+        yes = meaning.yes
+        if yes is not None and not (reassuring and meaning.no_score > (yes.similarity or 0.0)):
+            # (In reassuring words, the yes clause must also beat the answer's best no.)
+            return Answer.YES, yes.model_copy(update={"message": index})
+        # The words of the screen's own rule, on their own ("she's been sick three times
+        # since she hit her head" fires the head-injury rule).
+        read = self.rules.findings([said])
+        if question.if_yes and any(
+            h.rule_id == question.if_yes
+            for h in self.rules.evaluate(read, extract_facts([said]), "en")
+        ):
+            return Answer.YES, said_evidence
+        # The screen's danger named only to be denied ("she hasn't hit her head").
+        rule_findings = self.rules.findings_of.get(question.if_yes or "", set())
+        denied = bool(rule_findings & read.denied) or any(
+            name in read.denied for name in self.interview.catalogue.denied_by.get(qid, [])
+        )
+        if denied and not whole:
+            return Answer.NO, None
+        lead = read_answer(said)
+        if lead is not None and (lead is not Answer.YES or is_bare(said) or plain_yes(said)):
+            return lead, said_evidence if lead is Answer.YES else None
+        if reassuring:
+            # Reassurance ("a bit out of breath on the stairs but talks fine"): no when
+            # closer to the screen's no sentences, otherwise not settled.
+            margin = SemanticMatcher.ANSWER_MARGIN
+            closer = meaning.no_score >= meaning.yes_score - margin or self.semantic is None
+            if closer and self.interview.about(qid, said):
+                return Answer.NO, None
+            return (None if whole else Answer.UNSURE), None
+        if whole:
+            return None, None
+        if self.interview.speaks_to(qid, said):
+            # A description of the screen's topic with no reassurance in it is taken as the
+            # danger: the safe reading ("she keeps nodding off mid-sentence").
+            return Answer.YES, said_evidence
+        return Answer.UNSURE, None
+
+    def _answered_otherwise(
+        self, evidence: Evidence, messages: list[PatientMessage], state: InterviewState
+    ) -> bool:
+        """Whether a match by meaning is in an answer to the screen for that very finding,
+        which the screen's reading found not to be a yes: the answer's reading stands (the
+        sentence model takes "tummy is soft" for "tummy is rock hard")."""
+        asked = messages[evidence.message].asked
+        for qid in asked:
+            base = qid.removesuffix(AGAIN)
+            question = self.interview.question(base)
+            if question.kind != "screen" or state.screens.get(base) is Answer.YES:
+                continue
+            if evidence.finding in self.rules.findings_of.get(question.if_yes or "", set()):
+                return True
+        return False
+
+    def _record(
+        self,
+        qid: str,
+        answer: Answer | None,
+        evidence: Evidence | None,
+        language: str,
+        state: InterviewState,
+        hits: list[RedFlagHit],
+    ) -> None:
+        """Keep a screen's answer; a yes fires the screen's rule with its evidence."""
+        if answer is None:
+            return
+        qid = qid.removesuffix(AGAIN)
+        state.screens[qid] = answer
+        if_yes = self.interview.question(qid).if_yes
+        if answer is Answer.YES and if_yes:
+            hits.append(self.rules.hit(if_yes, language, evidence))
 
     def _settle(
         self,
@@ -179,6 +293,7 @@ class TriageService:
         texts: list[str],
         general: bool,
         ask: bool,
+        language: str = "en",
     ) -> TriageResult:
         """Pick the questions still worth asking, and hold self-care until it is screened."""
         fired = {h.rule_id for h in hits}
@@ -188,6 +303,15 @@ class TriageService:
             rule for rule, names in self.rules.findings_of.items() if names & found.denied
         }
         state.complaints = self.interview.complaints(texts, found.scanners)
+        unresolved = self.interview.unresolved_dangers(state)
+        if unresolved and rule_level.rank < TriageLevel.URGENT.rank:
+            # A main danger the patient could not rule out keeps the level at urgent at least.
+            evidence = [Evidence(finding=q, text="not sure", source="answer") for q in unresolved]
+            floor = self.rules.hit(NOT_RULED_OUT, language)
+            floor.evidence = evidence
+            hits = [floor, *hits]
+            fired = {h.rule_id for h in hits}
+            rule_level = TriageLevel.URGENT
         self_care = [h for h in hits if h.level is TriageLevel.SELF_CARE]
         wanted = [q for h in hits for q in self.rules.asks(h.rule_id)]
         candidates = self.interview.candidates(state.complaints, wanted, self.rules.emergency_ids)
@@ -212,9 +336,12 @@ class TriageService:
         questions: list[str] = []
         if ask and not general and level not in (TriageLevel.EMERGENCY, TriageLevel.SELF_CARE):
             # Emergencies never wait for questions; a screened self-care case needs none.
-            questions = self.interview.next_questions(
+            # A "not sure" to a screen the patient would know is asked once more, first.
+            retries = self.interview.retries(state)
+            questions = retries + self.interview.next_questions(
                 candidates, facts, state, fired, denied, text, self.questions_per_round
             )
+            questions = questions[: self.questions_per_round]
         return TriageResult(
             level=level,
             rule_level=rule_level,

@@ -90,8 +90,11 @@ class SpellingCorrector:
             if word not in self._cache:
                 if len(self._cache) > 20_000:
                     self._cache.clear()
+                # A rule stem with an ending ("sweat" + "ing") is spelt right; a short stem at
+                # the start of a long word ("anti" in "antiderpessants") proves nothing.
+                shortest = max(4, len(word) - 5)
                 known = word in self.known or any(
-                    word[:n] in self.vocabulary for n in range(4, len(word) + 1)
+                    word[:n] in self.vocabulary for n in range(shortest, len(word) + 1)
                 )
                 self._cache[word] = None if known else self._fix(word)
             fixed = self._cache[word]

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.browser
 ADDED = "Finish with one sentence that says when to see a doctor."
 QUESTION = "I have had a mild fever since yesterday, what can I do?"
 PLAIN = "Rest, and drink plenty of fluids, such as water [1]."
-ADVISED = f"{PLAIN} See a doctor if the fever lasts more than three days [1]."
+ADVISED = f"{PLAIN} Get urgent help today if your fever has lasted more than three days [1]."
 
 
 class InstructedChatModel(ScriptedChatModel):
@@ -90,7 +90,9 @@ def test_an_operator_edits_previews_publishes_and_rolls_back_the_answer_prompt(
     expect(columns).to_have_count(2)
     expect(page.locator("#preview ol.sample")).to_contain_text(QUESTION)
     expect(columns.nth(0)).to_contain_text("Your draft")
-    expect(columns.nth(0)).to_contain_text("See a doctor if the fever lasts more than three days")
+    expect(columns.nth(0)).to_contain_text(
+        "Get urgent help today if your fever has lasted more than three days"
+    )
     expect(columns.nth(1)).to_contain_text("Active: version 1")
     expect(columns.nth(1)).to_contain_text("Rest, and drink plenty of fluids")
     expect(columns.nth(1)).not_to_contain_text("more than three days")
@@ -106,7 +108,7 @@ def test_an_operator_edits_previews_publishes_and_rolls_back_the_answer_prompt(
     reply = live.patient_says(QUESTION, "console-1", consent=True)
     assert reply.prompt_versions["answer"] == 2
     assert any(ADDED in p for p in prompts_since(model, seen))
-    assert "See a doctor if the fever lasts more than three days" in reply.text
+    assert "Get urgent help today if your fever has lasted more than three days" in reply.text
 
     # The history shows both versions; version 2's change is one added line.
     page.get_by_role("link", name="History").click()
