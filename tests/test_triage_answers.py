@@ -154,3 +154,37 @@ def test_without_a_sentence_model_a_description_of_the_danger_is_still_a_yes(
     assert result.level is TriageLevel.EMERGENCY
     off_topic = reply_to(words_only, SORE_THROAT, "rf_breathing", "It is mild")
     assert off_topic.screens["rf_breathing"] is Answer.UNSURE
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "\x00\x01 \ufffd binary junk " * 50,
+        "we went to the shops and then the park. " * 5_000,  # 200,000 characters
+    ],
+)
+def test_empty_binary_or_huge_replies_answer_nothing_and_raise_nothing(
+    service: TriageService, reply: str
+) -> None:
+    asked = ["rf_consciousness", "rf_sepsis", "rf_breathing"]
+    result = service.decide(
+        [
+            PatientMessage(text="my mum has a urine infection"),
+            PatientMessage(text=reply, asked=asked),
+        ]
+    )
+    assert result.level is not TriageLevel.EMERGENCY
+    assert not [a for a in result.screens.values() if a is Answer.YES]
+
+
+def test_a_chinese_description_answers_the_screen(service: TriageService) -> None:
+    result = service.decide(
+        [
+            PatientMessage(text="我妈妈尿路感染了"),
+            PatientMessage(text="她有点糊涂，说话前言不搭后语", asked=["rf_consciousness"]),
+        ],
+        "zh",
+    )
+    assert result.screens["rf_consciousness"] is Answer.YES
+    assert result.level is TriageLevel.EMERGENCY

@@ -55,6 +55,7 @@ _REASSURING = re.compile(
     r"正常|还好|挺好|没事",
     re.I,
 )
+_ANSWER_CHARS = 4_000
 # Fired when a complaint's main danger stays "not sure" (questions.yaml `main_danger`).
 NOT_RULED_OUT = "UR-DANGER-NOT-RULED-OUT"
 _ZH_DIGITS = dict(zip("一二两三四五六七八九", (1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))
@@ -206,6 +207,9 @@ class TriageService:
         """
         qid = qid.removesuffix(AGAIN)
         question = self.interview.question(qid)
+        # An answer is read for what it says to the screen from its start; the whole of a
+        # pasted record is still read for findings with the conversation.
+        said = said[:_ANSWER_CHARS]
         meaning = AnswerMeaning()
         if self.semantic is not None:
             meaning = self.semantic.screen_answer(qid, said)
