@@ -30,11 +30,13 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import rag
 from bot.models import TriageLevel
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_PAGES = Path(__file__).resolve().parents[2] / "rag" / "guidelines"
+# The bundled guideline pack (rag.library.BUNDLED, without importing retrieval's engines).
+BUNDLED_PAGES = Path(rag.__file__).resolve().with_name("guidelines")
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # How a criterion's level is said to the patient, per language.
