@@ -9,7 +9,7 @@ read in lay English and Chinese: "yes" to a screen is a finding that fires the s
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -272,7 +272,7 @@ class Interview:
     def __init__(self, catalogue: Catalogue | None = None) -> None:
         self.catalogue = catalogue or Catalogue.load()
         vocabulary = Vocabulary()
-        self._screen_words: dict[str, set[str]] = {}
+        self._screen_words: dict[str, tuple[set[str], set[str]]] = {}
         self._words = {
             name: PatternSet.of(c.words, vocabulary)
             for name, c in self.catalogue.complaints.items()
@@ -286,41 +286,32 @@ class Interview:
             return question.model_copy(update={"text": question.again or question.text})
         return self.catalogue.questions[qid]
 
+    def _vocabulary(self, qid: str) -> tuple[set[str], set[str]]:
+        """A screen's words: of its danger (the question, and yes sentences' words its no
+        sentences do not also use, like "tired"), and of its topic (all of them, less words
+        of mere degree such as "mild" or "fine"). Read once per screen."""
+        cached = self._screen_words.get(qid)
+        if cached is None:
+            question = self.catalogue.questions[qid]
+
+            def words(sentences: Iterable[str]) -> set[str]:
+                return set().union(*(content_words(s) for s in sentences))
+
+            asked = words(question.text.values())
+            danger = words(s for says in question.yes_says.values() for s in says)
+            calm = words(s for says in question.no_says.values() for s in says)
+            cached = (asked | (danger - calm), (asked | danger | calm) - _DEGREE)
+            self._screen_words[qid] = cached
+        return cached
+
     def speaks_to(self, qid: str, answer: str) -> bool:
-        """Whether an answer talks about the danger the screen asks about: shares a word with
-        its question or yes sentences that its no sentences do not use. "It is mild" says
+        """Whether an answer talks about the danger the screen asks about: "It is mild" says
         nothing about breathing."""
-        question = self.catalogue.questions[qid]
-        words = self._screen_words.get(qid)
-        if words is None:
-            asked = set().union(*(content_words(s) for s in question.text.values()))
-            danger = set().union(
-                *(content_words(s) for says in question.yes_says.values() for s in says)
-            )
-            calm = set().union(
-                *(content_words(s) for says in question.no_says.values() for s in says)
-            )
-            # The question's own words, and words of the danger that its reassuring answers
-            # do not also use ("tired").
-            words = asked | (danger - calm)
-            self._screen_words[qid] = words
-        return bool(content_words(answer) & words)
+        return bool(content_words(answer) & self._vocabulary(qid)[0])
 
     def about(self, qid: str, answer: str) -> bool:
-        """Whether an answer is about the screen's topic at all (its question, yes or no
-        sentences), leaving out words of mere degree ("mild", "fine")."""
-        question = self.catalogue.questions[qid]
-        key = f"{qid}:topic"
-        words = self._screen_words.get(key)
-        if words is None:
-            sentences = [
-                *question.text.values(),
-                *(s for says in question.yes_says.values() for s in says),
-                *(s for says in question.no_says.values() for s in says),
-            ]
-            words = set().union(*(content_words(s) for s in sentences)) - _DEGREE
-            self._screen_words[key] = words
-        return bool(content_words(answer) & words)
+        """Whether an answer is about the screen's topic at all (reassurance included)."""
+        return bool(content_words(answer) & self._vocabulary(qid)[1])
 
     def retries(self, state: InterviewState) -> list[str]:
         """Screens the patient would know but answered "not sure": ask once more, simpler."""
