@@ -174,6 +174,23 @@ async def test_emergency_alert_claim_hand_off_and_close(
         doctor_lines = s.exec(select(Message).where(Message.kind == "doctor")).all()
     assert {"escalation.opened", "escalation.claimed", "escalation.resolved"} <= set(actions)
     assert len(doctor_lines) == 2
+    # Every showing of the patient's words in Telegram is a read on the record: the group's
+    # alert (and its edits) and each relay to Dr Ada's private chat.
+    reads = {
+        (e.actor, e.details["via"])
+        for e in _all(rt, AuditEvent)
+        if e.action == "case.read" and e.subject_id == str(case.id)
+    }
+    assert {
+        (f"telegram-chat:{DOCTORS}", "telegram alert"),
+        (f"telegram-chat:{DOCTORS}", "telegram alert edited"),
+        (f"telegram-chat:{DR_ADA}", "telegram relay"),
+    } <= reads
+
+
+def _all(rt: Runtime, table: Any) -> list[Any]:
+    with Session(rt.storage.engine) as s:
+        return list(s.exec(select(table)).all())
 
 
 def _answers(api: BotAPIServer) -> list[dict[str, Any]]:

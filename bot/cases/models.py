@@ -19,6 +19,12 @@ class CaseStatus(StrEnum):
     EXPIRED = "expired"
 
 
+# A read of a case's text (page, stream, queue line, Telegram alert or relay): audit events
+# with their own subject type, so a case's trail is not buried under who looked at it.
+READ = "case.read"
+READ_SUBJECT = "escalation_read"
+
+
 class Actor(BaseModel):
     """Who acts on a case: a staff account, signed in to the dashboard or linked to Telegram."""
 
@@ -102,6 +108,9 @@ class CaseDetail(BaseModel):
     transcript: list[TranscriptLine]
     audit: list[AuditLine]
     triage: dict[str, object] | None = None
+    # Messages of the conversation left out because they belong to an earlier closed case.
+    earlier_case: int | None = None
+    earlier_hidden: int = 0
 
 
 class ClaimOutcome(StrEnum):

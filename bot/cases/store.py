@@ -10,6 +10,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bot.cases.models import (
+    READ,
+    READ_SUBJECT,
     Actor,
     AuditLine,
     CaseDetail,
@@ -110,11 +112,31 @@ class CaseStore:
             esc = s.get(Escalation, case_id)
             if esc is None:
                 return None
-            messages = s.exec(
-                select(Message)
-                .where(Message.conversation_id == esc.conversation_id)
-                .order_by(col(Message.id))
-            ).all()
+            # The conversation up to the end of an earlier closed case belongs to that case:
+            # it opens only through that case's own page (breaking its glass, with a reason).
+            earlier = s.exec(
+                select(Escalation)
+                .where(
+                    Escalation.conversation_id == esc.conversation_id,
+                    col(Escalation.id) < case_id,
+                    col(Escalation.closed_at).is_not(None),
+                )
+                .order_by(col(Escalation.closed_at).desc())
+                .limit(1)
+            ).first()
+            query = select(Message).where(Message.conversation_id == esc.conversation_id)
+            hidden = 0
+            if earlier is not None and earlier.closed_at is not None:
+                before = Message.created_at <= earlier.closed_at
+                hidden = len(
+                    s.exec(
+                        select(Message.id).where(
+                            Message.conversation_id == esc.conversation_id, before
+                        )
+                    ).all()
+                )
+                query = query.where(Message.created_at > earlier.closed_at)
+            messages = s.exec(query.order_by(col(Message.id))).all()
             transcript = [
                 TranscriptLine(
                     role="patient"
@@ -143,7 +165,14 @@ class CaseStore:
                 )
                 for e in events
             ]
-            return CaseDetail(case=_view(s, esc), transcript=transcript, audit=audit, triage=triage)
+            return CaseDetail(
+                case=_view(s, esc),
+                transcript=transcript,
+                audit=audit,
+                triage=triage,
+                earlier_case=earlier.id if hidden and earlier is not None else None,
+                earlier_hidden=hidden,
+            )
 
         return await self.storage.run(work)
 
@@ -281,6 +310,39 @@ class CaseStore:
 
         return await self.storage.run(work)
 
+    async def take_over(
+        self, case_id: int, actor: Actor, reason: str
+    ) -> tuple[ClaimOutcome, CaseView | None]:
+        """Move a claimed case to `actor` from the doctor who holds it, recording why."""
+
+        def work(s: Session) -> tuple[ClaimOutcome, CaseView | None]:
+            esc = s.get(Escalation, case_id, with_for_update=True)
+            if esc is None:
+                return ClaimOutcome.MISSING, None
+            if esc.status != CaseStatus.CLAIMED.value:
+                return ClaimOutcome.CLOSED, _view(s, esc)
+            if actor.holds(_view(s, esc)):
+                return ClaimOutcome.ALREADY_YOURS, _view(s, esc)
+            before = esc.claimed_by
+            esc.claimed_by, esc.claimed_at = actor.name, utcnow()
+            esc.claimed_by_telegram_id, esc.claimed_by_staff_id = actor.telegram_id, actor.staff_id
+            s.add(esc)
+            s.add(
+                audit_event(
+                    actor.label,
+                    "escalation.taken_over",
+                    "escalation",
+                    str(case_id),
+                    by=actor.name,
+                    previous=before,
+                    reason=reason,
+                )
+            )
+            s.commit()
+            return ClaimOutcome.CLAIMED, _view(s, esc)
+
+        return await self.storage.run(work)
+
     async def unannounced(self) -> list[int]:
         """Open cases no doctor was alerted to yet (opened by another process)."""
 
@@ -407,6 +469,16 @@ class CaseStore:
                         case_id=case_id, chat_id=chat_id, message_id=message.message_id, kind=kind
                     )
                 )
+            s.add(_shown_in_telegram(case_id, chat_id, kind))
+            s.commit()
+
+        await self.storage.run(work)
+
+    async def shown_to_doctors(self, case_id: int, chat_id: int, kind: str) -> None:
+        """Record that a doctors' chat was shown the case's text again (an alert edited)."""
+
+        def work(s: Session) -> None:
+            s.add(_shown_in_telegram(case_id, chat_id, kind))
             s.commit()
 
         await self.storage.run(work)
@@ -514,3 +586,10 @@ class CaseStore:
 def after(seconds: float, now: datetime | None = None) -> datetime:
     """A deadline `seconds` from now."""
     return (now or utcnow()) + timedelta(seconds=seconds)
+
+
+def _shown_in_telegram(case_id: int, chat_id: int, kind: str) -> AuditEvent:
+    # Everyone in that chat can read it: the chat is the reader on record.
+    return audit_event(
+        f"telegram-chat:{chat_id}", READ, READ_SUBJECT, str(case_id), via=f"telegram {kind}"
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from bot.cases.models import CaseStatus, CaseView
+from bot.cases.models import CaseStatus, CaseView, ClaimOutcome
 from bot.cases.service import CaseService
 from bot.dashboard.accounts import StaffAccount
-from bot.dashboard.roles import Role
+from bot.dashboard.case_reads import REASON_MAX, REASON_MIN
 
 MAX_REPLY_CHARS = 4000
 MAX_OUTCOME_CHARS = 2000
@@ -47,18 +47,14 @@ class Notice(StrEnum):
     NOT_YOURS = "not_yours"
     EMPTY = "empty"
     RESOLVED = "resolved"
+    TAKEN_OVER = "taken_over"
+    NO_REASON = "no_reason"
 
 
 def holds(view: CaseView, account: StaffAccount) -> bool:
-    """True when `account` may write to and resolve a claimed case (its doctor, or an admin)."""
-    return view.status is CaseStatus.CLAIMED and (
-        account.actor().holds(view) or account.role is Role.ADMIN
-    )
-
-
-def may_resolve(view: CaseView, account: StaffAccount) -> bool:
-    """True when `account` may close the case: an open case, or one it holds."""
-    return view.status is CaseStatus.OPEN or holds(view, account)
+    """True when `account` holds the claimed case: it alone may write to and resolve it
+    (anyone else, an admin included, takes it over first, saying why)."""
+    return view.status is CaseStatus.CLAIMED and account.actor().holds(view)
 
 
 class CaseActions:
@@ -94,8 +90,16 @@ class CaseActions:
             return Notice.MISSING
         if view.status not in (CaseStatus.OPEN, CaseStatus.CLAIMED):
             return Notice.CLOSED
-        if not may_resolve(view, account):
+        if not holds(view, account):
             return Notice.NOT_YOURS
         note = outcome.strip()[:MAX_OUTCOME_CHARS]
         done = await self.cases.resolve(case_id, account.actor(), note, disposition.value)
         return Notice.RESOLVED if done is not None else Notice.CLOSED
+
+    async def take_over(self, case_id: int, account: StaffAccount, reason: str) -> Notice:
+        """Take another doctor's claimed case, with a reason for the audit trail."""
+        why = " ".join(reason.split())
+        if not REASON_MIN <= len(why) <= REASON_MAX:
+            return Notice.NO_REASON
+        outcome, _view = await self.cases.take_over(case_id, account.actor(), why)
+        return Notice.TAKEN_OVER if outcome is ClaimOutcome.CLAIMED else Notice(outcome.value)

@@ -3,8 +3,12 @@ recorded, an administrator sees the list, and a closed case opens only by "break
 glass" with a reason.
 
 Reads are audit events like any other, but with their own subject type, so the case's trail
-(what was done to it) is not buried under who looked at it. A page refreshing itself is the
-same reading and is not recorded again; its live stream was, when it was opened.
+(what was done to it) is not buried under who looked at it. Every showing of a case's text
+counts: its page, its live stream, its summary line in the queue, and the doctors' Telegram
+alerts and relays. What a reader cannot do is skip the record: whether a read is "the same
+reading" is decided here, from the record itself (the same reader, case and way within
+READ_WINDOW), never from anything the client sends. A page left open and refreshing itself
+therefore leaves one line per READ_WINDOW, which is how long it was read.
 
 A closed case (resolved or expired) is no longer anybody's work: opening it again, for a
 complaint, a follow-up or curiosity, is a deliberate act with a reason, recorded in the
@@ -14,24 +18,23 @@ that hour without one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from bot.cases.models import AuditLine, CaseStatus, CaseView
+from bot.cases.models import READ, READ_SUBJECT, AuditLine, CaseStatus, CaseView
 from bot.cases.store import aware
 from bot.dashboard.accounts import StaffAccount
 from bot.models import utcnow
 from bot.storage.repository import Storage, audit_event
 from bot.storage.tables import AuditEvent
 
-READ = "case.read"
 BREAK_GLASS = "case.break_glass"
-READ_SUBJECT = "escalation_read"
 CASE_SUBJECT = "escalation"
 CLOSED = frozenset({CaseStatus.RESOLVED, CaseStatus.EXPIRED})
 GLASS_TTL = timedelta(hours=1)
+READ_WINDOW = timedelta(minutes=5)
 REASON_MIN, REASON_MAX = 10, 500
 # Acts that open a closed case to their author for GLASS_TTL.
 OPENS_CLOSED = (BREAK_GLASS, f"escalation.{CaseStatus.RESOLVED.value}")
@@ -49,11 +52,30 @@ class CaseReads:
 
     async def record(self, case_id: int, reader: StaffAccount, via: str, client: str = "") -> None:
         """`reader` opened case `case_id` (`via` "page" or "stream")."""
+        await self.shown([case_id], reader.label, via, client)
+
+    async def shown(self, case_ids: Sequence[int], reader: str, via: str, client: str = "") -> None:
+        """Record that the text of `case_ids` was shown to `reader` (an audit label: a staff
+        account, or a Telegram chat) by way of `via`; a read already on record for the same
+        reader, case and way within READ_WINDOW is the same reading."""
+        if not case_ids:
+            return
+        since = self.clock() - READ_WINDOW
+        wanted = [str(c) for c in dict.fromkeys(case_ids)]
 
         def work(s: Session) -> None:
-            s.add(
-                audit_event(reader.label, READ, READ_SUBJECT, str(case_id), via=via, client=client)
-            )
+            recent = s.exec(
+                select(AuditEvent).where(
+                    AuditEvent.subject_type == READ_SUBJECT,
+                    col(AuditEvent.subject_id).in_(wanted),
+                    AuditEvent.actor == reader,
+                    col(AuditEvent.at) >= since,
+                )
+            ).all()
+            seen = {e.subject_id for e in recent if e.details.get("via") == via}
+            for case_id in wanted:
+                if case_id not in seen:
+                    s.add(audit_event(reader, READ, READ_SUBJECT, case_id, via=via, client=client))
             s.commit()
 
         await self.storage.run(work)

@@ -15,7 +15,6 @@ from bot.dashboard.accounts import StaffAccount
 from bot.dashboard.actions import Disposition, Notice
 from bot.dashboard.case_reads import CLOSED, REASON_MAX, REASON_MIN, GlassRefused
 from bot.dashboard.guards import (
-    REFRESH_HEADER,
     AccountForm,
     ClinicianForm,
     ClinicianPage,
@@ -189,8 +188,10 @@ async def logout(request: Request, svc: Services, who: AccountForm) -> Response:
 
 
 @router.get("")
-async def queue(svc: Services, who: ClinicianPage) -> HTMLResponse:
+async def queue(request: Request, svc: Services, who: ClinicianPage) -> HTMLResponse:
     cases = await svc.cases.store.queue()
+    # Each row shows the first line of the case's summary: a read of that case.
+    await svc.reads.shown([c.id for c in cases], who.account.label, "queue", _client(request))
     return svc.pages.render(
         "queue.html",
         page="queue",
@@ -220,8 +221,7 @@ async def case(
         raise Denied(404, f"There is no case #{case_id}.", who=who)
     if not await svc.reads.open_to(detail.case, who.account):
         return _break_glass_page(svc, who, detail.case)
-    if REFRESH_HEADER not in request.headers:  # a page refreshing itself is the same read
-        await svc.reads.record(case_id, who.account, "page", _client(request))
+    await svc.reads.record(case_id, who.account, "page", _client(request))
     reads = await svc.reads.of_case(case_id) if who.account.role is Role.ADMIN else None
     view = await case_page(detail, who.account, svc.accounts, svc.rules, reads)
     return svc.pages.render(
@@ -233,6 +233,8 @@ async def case(
         view=view,
         notice=notice,
         now=utcnow(),
+        reason_min=REASON_MIN,
+        reason_max=REASON_MAX,
     )
 
 
@@ -293,6 +295,16 @@ async def break_glass(
 @router.post("/cases/{case_id}/claim")
 async def claim(svc: Services, who: ClinicianForm, case_id: int) -> Response:
     return _back(case_id, await svc.actions.claim(case_id, who.account))
+
+
+@router.post("/cases/{case_id}/take-over")
+async def take_over(
+    svc: Services,
+    who: ClinicianForm,
+    case_id: int,
+    reason: Annotated[str, Form(max_length=4096)] = "",
+) -> Response:
+    return _back(case_id, await svc.actions.take_over(case_id, who.account, reason))
 
 
 @router.post("/cases/{case_id}/reply")

@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from bot.cases.models import AuditLine, CaseDetail, CaseStatus
 from bot.dashboard.accounts import StaffAccount, StaffAccounts
-from bot.dashboard.actions import Disposition, holds, may_resolve
+from bot.dashboard.actions import Disposition, holds
 from bot.triage.rules import TriageRules
 
 TRIAGE_FIELDS = {
@@ -82,7 +82,7 @@ async def case_page(
         audit=[_audit(line, names) for line in detail.audit],
         can_claim=case.status is CaseStatus.OPEN,
         can_reply=holds(case, viewer),
-        can_resolve=may_resolve(case, viewer),
+        can_resolve=holds(case, viewer),
         dispositions=[(d.value, d.label) for d in Disposition],
         reads=None if reads is None else [_audit(line, names) for line in reads],
     )

@@ -135,6 +135,7 @@ def test_the_routes_are_the_ones_expected() -> None:
         "/dashboard/cases/{case_id}/reply",
         "/dashboard/cases/{case_id}/resolve",
         "/dashboard/cases/{case_id}/break-glass",
+        "/dashboard/cases/{case_id}/take-over",
         "/dashboard/logout",
         "/dashboard/prompts",
         "/dashboard/prompts/{name}",

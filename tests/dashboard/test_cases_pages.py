@@ -192,12 +192,28 @@ def test_the_case_belongs_to_an_account_not_a_name(live: LiveServer) -> None:
     case_id = live.open_case("owner-1")
     post(first, f"/dashboard/cases/{case_id}/claim")
     page = post(namesake, f"/dashboard/cases/{case_id}/reply", text="from the other Dr Lee")
-    assert "Only the doctor who holds this case (or an admin)" in page.text
+    assert "Only the doctor who holds this case can reply to or resolve it" in page.text
     assert "Send to patient" not in page.text
-    # An admin may step in on a case another doctor holds.
+    # Not even an admin writes to or closes a case another doctor holds without taking it over.
+    page = post(admin, f"/dashboard/cases/{case_id}/reply", text="Admin here, quietly.")
+    assert "Only the doctor who holds this case" in page.text
+    page = post(admin, f"/dashboard/cases/{case_id}/resolve", outcome="x", disposition="other")
+    assert "Only the doctor who holds this case" in page.text
+    assert live.doctor_messages(case_id) == []
+    # Taking over says why (recorded), and the case is then the admin's alone.
+    page = post(admin, f"/dashboard/cases/{case_id}/take-over", reason="short")
+    assert "Not taken over: say why" in page.text
+    page = post(
+        admin, f"/dashboard/cases/{case_id}/take-over", reason="Dr Lee went off shift at 18:00."
+    )
+    assert "The case is yours now." in page.text
+    trail = page.text.split('id="audit"', 1)[1]
+    assert "taken over</strong> by Dr Root" in trail and "went off shift" in trail
     page = post(admin, f"/dashboard/cases/{case_id}/reply", text="Admin here, taking over.")
     assert "Admin here, taking over." in page.text
     assert [m.meta["doctor"] for m in live.doctor_messages(case_id)] == ["Dr Root"]
+    page = post(first, f"/dashboard/cases/{case_id}/reply", text="still mine?")
+    assert "Only the doctor who holds this case" in page.text  # the first doctor lost it
     page = post(
         admin, f"/dashboard/cases/{case_id}/resolve", outcome="Handled", disposition="other"
     )
@@ -219,13 +235,22 @@ def test_who_read_a_case_is_recorded_and_shown_to_administrators(
     gus_id = live.call(lambda rt: account_of(rt, "gus")).id
     hal_id = live.call(lambda rt: account_of(rt, "hal")).id
     case_id = live.open_case("reads-1")
+    # A client that calls its first look a refresh is recorded all the same.
+    first = gus.get(f"/dashboard/cases/{case_id}", headers={"X-CareBot-Refresh": "1"})
+    assert first.status_code == 200
+    # Opened again at once, it is the same reading: not recorded twice.
     assert gus.get(f"/dashboard/cases/{case_id}").status_code == 200
-    # The page refreshing itself is the same reading: not recorded again.
-    refreshed = gus.get(f"/dashboard/cases/{case_id}", headers={"X-CareBot-Refresh": "1"})
-    assert refreshed.status_code == 200
     with hal.stream("GET", f"/dashboard/cases/{case_id}/events") as res:
         EventStream(res).until("event: ready")
     assert reads_of(live, case_id) == [(f"staff:{gus_id}", "page"), (f"staff:{hal_id}", "stream")]
+    # The queue shows the first line of each summary: a read of every case on it.
+    assert f'data-case="{case_id}"' in hal.get("/dashboard").text
+    assert (f"staff:{hal_id}", "queue") in reads_of(live, case_id)
+    # After the window, a page still open and refreshing itself is recorded again.
+    later = CaseReads(live.runtime.storage, clock=lambda: utcnow() + timedelta(minutes=6))
+    gus_account = live.call(lambda rt: account_of(rt, "gus"))
+    live.call(lambda rt: later.record(case_id, gus_account, "page"))
+    assert reads_of(live, case_id).count((f"staff:{gus_id}", "page")) == 2
 
     page = gus.get(f"/dashboard/cases/{case_id}", headers={"X-CareBot-Refresh": "1"}).text
     assert "Who read this case" not in page  # a doctor does not see the readers ...
@@ -284,3 +309,40 @@ def test_a_closed_case_opens_only_by_breaking_the_glass(
 
 async def account_of(rt: Runtime, username: str) -> StaffAccount:
     return next(a for a in await StaffAccounts(rt.storage).all() if a.username == username)
+
+
+def test_an_open_case_is_resolved_only_by_the_doctor_who_claims_it(
+    live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]
+) -> None:
+    gus, hal = doctors
+    case_id = live.open_case("claim-first-1")
+    page = gus.get(f"/dashboard/cases/{case_id}").text
+    assert "Claim this case" in page and "Resolve case" not in page
+    refused = post(
+        gus, f"/dashboard/cases/{case_id}/resolve", outcome="Nothing to do", disposition="other"
+    )
+    assert "claim it first" in refused.text
+    view = live.call(lambda rt: rt.cases.store.view(case_id))
+    assert view is not None and view.status.value == "open"  # still in the queue, alerting
+    post(hal, f"/dashboard/cases/{case_id}/claim")
+    page = post(hal, f"/dashboard/cases/{case_id}/resolve", outcome="Called.", disposition="other")
+    assert "The case is resolved." in page.text
+
+
+def test_a_new_case_shows_an_earlier_closed_case_only_through_its_glass(
+    live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]
+) -> None:
+    gus, hal = doctors
+    chat = "history-1"
+    first = live.open_case(chat, "crushing chest pain and my left arm is numb")
+    post(gus, f"/dashboard/cases/{first}/claim")
+    post(gus, f"/dashboard/cases/{first}/resolve", outcome="Seen in A&E.", disposition="other")
+    second = live.open_case(chat, "my face is drooping and my speech is slurred")
+    assert second != first
+    page = hal.get(f"/dashboard/cases/{second}").text
+    transcript = page.split('id="transcript"', 1)[1].split("</ol>", 1)[0]
+    assert "face is drooping" in transcript  # this case's own words
+    assert "left arm is numb" not in page  # the closed case's words are not on this page
+    earlier = page.split('id="earlier"', 1)[1].split("</p>", 1)[0]
+    assert f'closed case <a href="/dashboard/cases/{first}">#{first}</a>' in earlier
+    assert hal.get(f"/dashboard/cases/{first}").status_code == 403  # ... and that is glass

@@ -124,6 +124,7 @@ class DoctorsDesk:
             return
         with contextlib.suppress(BadRequest):  # "message is not modified" and the like
             await sender.edit_id(old, self.alert_text(view), self.buttons(view))
+            await self.cases.store.shown_to_doctors(view.id, self.chat_id, "alert edited")
 
     async def _relay_to_doctor(self, event: CaseEvent) -> None:
         view = await self.cases.store.view(event.case_id)
