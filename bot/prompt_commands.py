@@ -2,10 +2,12 @@
 from a terminal.
 
 A running CareBot picks a published version up within CAREBOT_PROMPT_RELOAD_S seconds. A
-change to a safety-critical text waits for approval: `approve` and `reject` sign in as a
-clinician's or admin's staff account (its password is asked for), which must not be the
-account that proposed the change. Whoever runs these commands can reach the database, so
-this proves a second staff credential, not a second person at the keyboard (docs/security.md).
+change to a safety-critical text waits for approval. Every command that changes something
+signs in as a staff account, as the dashboard does (its password, and a code from its
+authenticator app when it has two-step sign-in): `publish` and `rollback` as an operator or
+admin, `approve` and `reject` as a clinician or admin, which must not be the account that
+proposed the change. Whoever runs these commands can reach the database, so this proves two
+staff credentials, not two people at the keyboard (docs/security.md).
 """
 
 from __future__ import annotations
@@ -17,12 +19,22 @@ from typing import Annotated
 
 import typer
 
+from bot.dashboard.accounts import StaffAccount
 from bot.prompt_approvals import ApprovalRequest, PublishRefused, Reviewer
 from bot.prompt_store import PromptStore, Version, diff
 
 prompts_app = typer.Typer(help="Versioned prompt templates.", no_args_is_help=True)
-_By = Annotated[str, typer.Option("--by", help="Who makes the change, for the audit log.")]
+_By = Annotated[
+    str, typer.Option("--by", help="Your staff username (operator or admin); you sign in.")
+]
 _Note = Annotated[str, typer.Option("--note", help="Why: shown in the history.")]
+_PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password (and then the two-step code) from standard input.",
+    ),
+]
 
 
 def _store() -> PromptStore:
@@ -39,30 +51,45 @@ def _store() -> PromptStore:
     return store
 
 
-def _signer(store: PromptStore, by: str) -> tuple[str, str]:
-    """The author and account key for `--by`: a staff account when it names one."""
-    from bot.dashboard.accounts import StaffAccounts
+def _sign_in(store: PromptStore, username: str, password_stdin: bool) -> StaffAccount:
+    """Sign `username` in with their password (and second factor), as the dashboard would.
 
-    accounts = asyncio.run(StaffAccounts(store.storage).all())
-    account = next((a for a in accounts if a.username == by.strip().lower()), None)
-    return (account.author, account.label) if account else (by, f"cli:{by}"[:64])
-
-
-def _reviewer(store: PromptStore, username: str, password_stdin: bool) -> Reviewer:
-    """Sign `username` in with their password, as the dashboard would."""
+    With `--password-stdin` the password is the first line of standard input and the code,
+    for an account with two-step sign-in, the second.
+    """
     import getpass
 
     from bot.dashboard.accounts import StaffAccounts
+    from bot.dashboard.two_factor import TwoFactor
 
-    password = (
-        sys.stdin.readline().rstrip("\r\n")
-        if password_stdin
-        else getpass.getpass(f"Password for {username}: ")
-    )
+    def ask(prompt: str) -> str:
+        if password_stdin:
+            return sys.stdin.readline().rstrip("\r\n")
+        return getpass.getpass(prompt)
+
+    password = ask(f"Password for {username}: ")
     result = asyncio.run(StaffAccounts(store.storage).authenticate(username, password, "cli"))
-    if result.account is None:
+    account = result.account
+    if account is None:
         raise _fail("not signed in: wrong username or password, or the account is locked")
-    return result.account.reviewer()
+    if account.two_factor:
+        code = ask(f"Code from {username}'s authenticator app: ")
+        if not asyncio.run(TwoFactor(store.storage).verify(account, code, "cli")):
+            raise _fail("not signed in: the code is wrong or was used already")
+    return account
+
+
+def _editor(store: PromptStore, username: str, password_stdin: bool) -> StaffAccount:
+    """A signed-in operator or admin: who may change what CareBot says."""
+    account = _sign_in(store, username, password_stdin)
+    if not account.edits_prompts:
+        raise _fail("only operators and admins change prompts; doctors approve safety texts")
+    return account
+
+
+def _reviewer(store: PromptStore, username: str, password_stdin: bool) -> Reviewer:
+    """A signed-in staff account deciding on a waiting change."""
+    return _sign_in(store, username, password_stdin).reviewer()
 
 
 def _outcome(name: str, outcome: Version | ApprovalRequest) -> str:
@@ -72,7 +99,7 @@ def _outcome(name: str, outcome: Version | ApprovalRequest) -> str:
         f"{name}: change {outcome.id} touches safety-critical texts "
         f"({', '.join(outcome.changes)}) and waits for approval; version "
         f"{outcome.base_version} stays active. A clinician or admin approves it with:\n"
-        f"  carebot prompts approve {outcome.id} --by USERNAME"
+        f"  carebot prompts approve {outcome.id} --by USERNAME (another account than yours)"
     )
 
 
@@ -148,17 +175,20 @@ def publish(
     base: Annotated[
         int | None, typer.Option("--base", help="The version you edited (default: the active one).")
     ] = None,
+    password_stdin: _PasswordStdin = False,
 ) -> None:
-    """Publish a new version of a prompt after checking it."""
+    """Publish a new version of a prompt after checking it (you sign in)."""
     source = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     store = _store()
     active = asyncio.run(store.active())
     if name not in active:
         raise _fail(f"there is no prompt named {name!r}")
-    author, key = _signer(store, by)
+    editor = _editor(store, by, password_stdin)
     base_version = base or active[name].version
     try:
-        outcome = asyncio.run(store.publish(name, source, author, note, base_version, key))
+        outcome = asyncio.run(
+            store.publish(name, source, editor.author, note, base_version, editor.label)
+        )
     except PublishRefused as exc:
         problems = "".join(f"\n  - {p}" for p in exc.problems)
         raise _fail(f"not published: {exc}{problems}") from exc
@@ -171,12 +201,13 @@ def rollback(
     version: Annotated[int, typer.Argument(help="The version to restore.")],
     by: _By,
     note: Annotated[str, typer.Option("--note", help="Why.")] = "",
+    password_stdin: _PasswordStdin = False,
 ) -> None:
-    """Make an earlier version active again (as a new version)."""
+    """Make an earlier version active again (as a new version; you sign in)."""
     store = _store()
-    author, key = _signer(store, by)
+    editor = _editor(store, by, password_stdin)
     try:
-        restored = asyncio.run(store.rollback(name, version, author, note, key))
+        restored = asyncio.run(store.rollback(name, version, editor.author, note, editor.label))
     except PublishRefused as exc:
         raise _fail(f"not rolled back: {exc}") from exc
     if isinstance(restored, Version):
@@ -186,9 +217,6 @@ def rollback(
 
 
 _Username = Annotated[str, typer.Option("--by", help="Your staff username (clinician or admin).")]
-_PasswordStdin = Annotated[
-    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
-]
 
 
 @prompts_app.command("requests")

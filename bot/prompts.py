@@ -5,8 +5,9 @@ names (a format specification such as `{explanation:>100000000}` would let a tex
 to gigabytes, and `{0}` or `{x.attr}` would fail or reach into objects when rendered), no text
 is empty, a text's `required` placeholders appear in every language (the emergency number in
 every text that tells a patient to call it), and a draft keeps what the shipped file declares.
-Texts and templates marked `safety_critical` may change only with a clinician's approval
-(bot/prompt_store.py asks `safety_changes`).
+Every model prompt, every text marked `safety_critical` and every text that mentions the
+emergency number may change only with a clinician's approval (bot/prompt_store.py asks
+`safety_changes`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ class PatientText(BaseModel):
     required: list[str] = Field(default_factory=list)  # placeholders every language must use
     safety_critical: bool = False  # changes need a clinician's approval
     languages: dict[str, str]
+
+    @property
+    def guarded(self) -> bool:
+        """Whether a change needs a second person: marked safety-critical, or telling the
+        patient about the emergency number in any language (what to do about danger), so an
+        operator alone can never publish "do not call {emergency_number}"."""
+        return self.safety_critical or any(
+            "emergency_number" in _fields(body) for body in self.languages.values()
+        )
 
 
 class Sample(BaseModel):
@@ -294,16 +304,12 @@ class PromptLibrary:
             return [
                 key
                 for key, text in after.items()
-                if (text.safety_critical or (key in before and before[key].safety_critical))
+                if (text.guarded or (key in before and before[key].guarded))
                 and before.get(key) != text
             ]
-        try:
-            was_critical = parse_template(old, name).safety_critical
-        except ConfigError:
-            was_critical = True
-        if old != new and (was_critical or parse_template(new, name).safety_critical):
-            return [name]
-        return []
+        # Every model prompt: it decides what the model says to patients, and the triage
+        # prompt what it concludes about their danger.
+        return [name] if old != new else []
 
     def render_texts(
         self, raw: str, keys: list[str], number_for: Callable[[str], str]

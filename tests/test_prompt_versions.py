@@ -15,16 +15,32 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.config import load_settings
+from bot.dashboard.accounts import StaffAccounts
+from bot.dashboard.roles import Role
 from bot.models import IncomingMessage
-from bot.prompt_store import PromptStore, PublishRefused
+from bot.prompt_approvals import ApprovalRequest, Reviewer
+from bot.prompt_store import PromptStore, PublishRefused, Version
 from bot.prompts import PromptLibrary
+from bot.storage.repository import Storage, make_engine
 from bot.storage.tables import AuditEvent, Message
 from tests.conftest import RuntimeFactory
 from tests.fakes import scripted
 
 LIBRARY = PromptLibrary(load_settings().prompts_dir)
 ANSWER = LIBRARY.shipped["answer"]
+PASSWORD = "correct horse battery staple 42"
 GROUNDED = "Get urgent help today if your fever has lasted more than three days [1]."
+
+
+# Every model prompt goes through four eyes: these tests publish as one account and approve
+# as another, as the console and the command line make people do.
+REVIEWER = Reviewer(name="Dr Rev (staff:900)", key="staff:900", approves=True)
+
+
+async def approved(store: PromptStore, outcome: Version | ApprovalRequest) -> Version:
+    """The version a change becomes once a second account approves it."""
+    assert isinstance(outcome, ApprovalRequest), "a model prompt changed without approval"
+    return await store.reviews.approve(outcome.id, REVIEWER)
 
 
 def ask(text: str = "I have had a mild fever since yesterday, what can I do?") -> IncomingMessage:
@@ -83,14 +99,19 @@ async def test_publish_is_used_by_the_next_reply_and_rollback_restores(
     assert before.prompt_versions["answer"] == 1
 
     edited = ANSWER.replace("Guideline passages", "MARKER-V2 Guideline passages")
-    published = await rt.prompt_store.publish("answer", edited, "operator:sam", "wording", 1)
+    asked = await rt.prompt_store.publish("answer", edited, "operator:sam", "wording", 1)
+    assert isinstance(asked, ApprovalRequest) and asked.changes == ["answer"]
+    assert (await rt.engine.handle(ask())).prompt_versions["answer"] == 1  # not yet
+    published = await approved(rt.prompt_store, asked)
     assert published.version == 2
     after = await rt.engine.handle(ask())
     assert after.prompt_versions["answer"] == 2
     prompts = llm.model.prompts  # type: ignore[attr-defined]
     assert "MARKER-V2" in str(prompts[-1]) and "MARKER-V2" not in str(prompts[0])
 
-    restored = await rt.prompt_store.rollback("answer", 1, "operator:sam", "")
+    restored = await approved(
+        rt.prompt_store, await rt.prompt_store.rollback("answer", 1, "operator:sam", "")
+    )
     assert restored.version == 3
     again = await rt.engine.handle(ask())
     assert again.prompt_versions["answer"] == 3 and "MARKER-V2" not in str(prompts[-1])
@@ -99,7 +120,7 @@ async def test_publish_is_used_by_the_next_reply_and_rollback_restores(
         actions = [e.action for e in s.exec(select(AuditEvent)).all()]
         stored = s.exec(select(Message).where(Message.direction == "out")).all()
     assert actions.count("prompt.published") == 1 and actions.count("prompt.rolled_back") == 1
-    assert [m.meta["prompt_versions"]["answer"] for m in stored] == [1, 2, 3]
+    assert [m.meta["prompt_versions"]["answer"] for m in stored] == [1, 1, 2, 3]
     history = await rt.prompt_store.history("answer")
     assert [(v.version, v.active) for v in history] == [(3, True), (2, False), (1, False)]
 
@@ -107,13 +128,14 @@ async def test_publish_is_used_by_the_next_reply_and_rollback_restores(
 async def test_two_operators_cannot_overwrite_each_other(make_runtime: RuntimeFactory) -> None:
     rt = await make_runtime()
     store = rt.prompt_store
-    await store.publish(
+    first = await store.publish(
         "answer",
         ANSWER.replace("Guideline passages", "Guideline texts"),
         "operator:a",
         "a's edit",
         1,
     )
+    await approved(store, first)
     with pytest.raises(PublishRefused, match="changed while you edited it: version 2"):
         await store.publish(
             "answer",
@@ -136,8 +158,11 @@ async def test_other_workers_reload_within_seconds_and_drafts_survive_restarts(
     worker_a = await make_runtime()
     worker_b = await make_runtime()  # same data folder: same database, another process's view
     await worker_a.prompt_store.save_draft("system", "operator:sam", "draft text", 1)
-    await worker_a.prompt_store.publish(
-        "system", LIBRARY.shipped["system"].replace("careful", "very careful"), "op", "tone", 1
+    await approved(
+        worker_a.prompt_store,
+        await worker_a.prompt_store.publish(
+            "system", LIBRARY.shipped["system"].replace("careful", "very careful"), "op", "tone", 1
+        ),
     )
     started = time.monotonic()
     while worker_b.engine.writer.prompts.versions["system"] != 2:
@@ -160,34 +185,40 @@ def test_prompts_command_line(tmp_path: Path, monkeypatch: Any) -> None:
     runner = CliRunner()
     listed = runner.invoke(app, ["prompts", "list"])
     assert listed.exit_code == 0 and "answer" in listed.output and "v1" in listed.output
+    accounts = StaffAccounts(Storage(make_engine(load_settings().sqlalchemy_url)))
+    asyncio.run(accounts.add("sam", "Sam Operator", Role.OPERATOR, PASSWORD))
+    asyncio.run(accounts.add("lee", "Dr Lee", Role.DOCTOR, PASSWORD))
+
+    def signed(*args: str, by: str) -> Any:
+        return runner.invoke(app, [*args, "--by", by, "--password-stdin"], input=PASSWORD + "\n")
 
     draft = tmp_path / "answer.md"
     draft.write_text(ANSWER.replace("Guideline passages", "Guideline texts"), encoding="utf-8")
     diffed = runner.invoke(app, ["prompts", "diff", "answer", "1", str(draft)])
     assert "-" in diffed.output and "+" in diffed.output and "Guideline texts" in diffed.output
-    ok = runner.invoke(
-        app, ["prompts", "publish", "answer", str(draft), "--note", "simpler", "--by", "sam"]
-    )
-    assert ok.exit_code == 0 and "version 2 is active" in ok.output
+    asked = signed("prompts", "publish", "answer", str(draft), "--note", "simpler", by="sam")
+    assert asked.exit_code == 0 and "waits for approval" in asked.output, asked.output
+    ok = signed("prompts", "approve", "1", by="lee")
+    assert ok.exit_code == 0 and "version 2 is active" in ok.output, ok.output
 
     bad = tmp_path / "bad.md"
     bad.write_text(ANSWER.replace("{passages}", ""), encoding="utf-8")
-    refused = runner.invoke(
-        app, ["prompts", "publish", "answer", str(bad), "--note", "x", "--by", "sam"]
-    )
+    refused = signed("prompts", "publish", "answer", str(bad), "--note", "x", by="sam")
     assert refused.exit_code == 1 and "not published" in refused.output
 
-    stale = runner.invoke(
-        app, ["prompts", "publish", "answer", str(draft), "--note", "x", "--by", "b", "--base", "1"]
+    stale = signed(
+        "prompts", "publish", "answer", str(draft), "--note", "x", "--base", "1", by="sam"
     )
     assert stale.exit_code == 1 and "changed while you edited it" in stale.output
 
-    back = runner.invoke(app, ["prompts", "rollback", "answer", "1", "--by", "sam"])
-    assert back.exit_code == 0 and "version 3" in back.output
+    back = signed("prompts", "rollback", "answer", "1", by="sam")
+    assert back.exit_code == 0 and "waits for approval" in back.output, back.output
+    assert "version 3 is active" in signed("prompts", "approve", "2", by="lee").output
     shown = runner.invoke(app, ["prompts", "show", "answer"])
     assert shown.output == ANSWER
     history = runner.invoke(app, ["prompts", "show", "answer", "--history"])
     assert history.output.count("\n") == 3 and history.output.startswith("* v3")
+    assert "Sam Operator (staff:1)" in history.output
 
 
 async def test_preview_runs_every_prompt_beside_the_active_version(

@@ -195,6 +195,11 @@ class TwoFactor:
         s.commit()
         return account_from_row(row)
 
+    async def verify(self, account: StaffAccount, code: str, client: str = "") -> bool:
+        """Whether `code` is the account's current code (used up if so), for a sign-in
+        outside the browser such as the command line."""
+        return await self._spend(account.id, code)
+
     async def _spend(self, staff_id: int, code: str) -> bool:
         """True if `code` is right for the account and newer than any code used before; it
         is then used up (two requests with one code: the database lets only one through)."""

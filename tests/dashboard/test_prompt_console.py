@@ -14,6 +14,7 @@ import pytest
 
 from bot.dashboard.prompt_console import PromptConsole
 from bot.dashboard.roles import Role
+from bot.prompt_approvals import Reviewer
 from bot.prompt_preview import PromptPreview
 from bot.prompt_store import PromptStore
 from bot.prompts import PromptLibrary
@@ -64,6 +65,20 @@ class Operator:
         page = self.client.get(res.headers["location"])
         assert page.status_code == 200
         return page.text
+
+
+REVIEWER = Reviewer(name="Dr Rev (staff:900)", key="staff:900", approves=True)
+
+
+def approve_waiting(live: LiveServer, res: httpx.Response) -> int:
+    """Approve, as a second account, the change a publish just sent for approval (every model
+    prompt waits for one); return the version it became."""
+    assert res.status_code == 303, res.text
+    found = re.search(r"/dashboard/approvals/(\d+)\?notice=requested", res.headers["location"])
+    assert found, res.headers["location"]
+    request_id = int(found.group(1))
+    version = live.call(lambda rt: rt.prompt_store.reviews.approve(request_id, REVIEWER))
+    return version.version
 
 
 def read_editor(page: str) -> Opened:
@@ -162,8 +177,8 @@ def test_two_operators_on_one_prompt_cannot_overwrite_each_other(
     assert "v1</span> active" in b_opened.page
 
     published = ann.submit("answer", "publish", a_opened, source=a_text, note="shorter answers")
-    assert published.headers["location"].endswith("notice=published&published=2")
-    assert "Version 2 is active." in ann.follow(published)
+    assert "waits for a second person" in ann.follow(published)  # a model prompt: four eyes
+    assert approve_waiting(live, published) == 2
 
     refused = ben.submit("answer", "publish", b_opened, source=b_text, note="friendlier")
     assert refused.status_code == 409
@@ -212,8 +227,9 @@ def test_an_operator_may_keep_their_text_over_a_newer_version_on_purpose(
     original = shipped(live, "triage_repair")
     a_text, b_text = original + "\nA's line.\n", original + "\nB's line.\n"
     b_opened = ben.open("triage_repair")
-    ann.follow(
-        ann.submit("triage_repair", "publish", ann.open("triage_repair"), source=a_text, note="a")
+    approve_waiting(
+        live,
+        ann.submit("triage_repair", "publish", ann.open("triage_repair"), source=a_text, note="a"),
     )
     assert (
         ben.submit("triage_repair", "publish", b_opened, source=b_text, note="b").status_code == 409
@@ -223,7 +239,9 @@ def test_an_operator_may_keep_their_text_over_a_newer_version_on_purpose(
     assert "Your draft is now based on version 2" in page
     rebased = read_editor(page)
     assert rebased.source == b_text and rebased.base_version == 2
-    ben.follow(ben.submit("triage_repair", "publish", rebased, note="b, after reading the diff"))
+    approve_waiting(
+        live, ben.submit("triage_repair", "publish", rebased, note="b, after reading the diff")
+    )
     active = live.call(lambda rt: rt.prompt_store.active())["triage_repair"]
     assert active.version == 3 and active.source == b_text
 
@@ -313,8 +331,9 @@ def test_preview_shows_the_draft_beside_the_active_version(live: LiveServer, ann
 def test_history_shows_every_version_and_rolls_back(live: LiveServer, ann: Operator) -> None:
     original = shipped(live, "triage")
     edited = original + "\nBe brief.\n"
-    ann.follow(
-        ann.submit("triage", "publish", ann.open("triage"), source=edited, note="<i>brief</i>")
+    approve_waiting(
+        live,
+        ann.submit("triage", "publish", ann.open("triage"), source=edited, note="<i>brief</i>"),
     )
     page = ann.client.get("/dashboard/prompts/triage/history").text
     assert re.findall(r'<tr data-version="(\d+)"', page) == ["2", "1"]
@@ -330,10 +349,8 @@ def test_history_shows_every_version_and_rolls_back(live: LiveServer, ann: Opera
     shown = re.search(r'<pre class="output source">(.*?)</pre>', viewed, re.DOTALL)
     assert shown and html.unescape(shown.group(1)) == edited
 
-    done = ann.post("triage", "rollback", version="1", note="")
-    assert done.headers["location"].endswith("/triage/history?rolled_back=1&as_version=3")
-    after = ann.follow(done)
-    assert "The text of version 1 is active again, as version 3." in after
+    assert approve_waiting(live, ann.post("triage", "rollback", version="1", note="")) == 3
+    after = ann.client.get("/dashboard/prompts/triage/history").text
     assert re.findall(r'<tr data-version="(\d+)"', after) == ["3", "2", "1"]
     assert "rollback to version 1" in after
     active = live.call(lambda rt: rt.prompt_store.active())["triage"]

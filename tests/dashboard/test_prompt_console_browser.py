@@ -22,7 +22,7 @@ from tests.dashboard.live import LiveServer, serving
 from tests.fakes import ScriptedChatModel
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.browser
 ADDED = "Finish with one sentence that says when to see a doctor."
@@ -57,12 +57,27 @@ def prompts_since(model: InstructedChatModel, seen: int) -> list[str]:
     return [str(messages) for messages in model.prompts[seen:]]
 
 
+def approve_as_a_doctor(browser: Browser, live: LiveServer, url: str, said: str) -> None:
+    """A second person, a doctor in their own browser, reads the change and approves it."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        tab = context.new_page()
+        sign_in(tab, live, "dora", url.removeprefix(live.url))
+        tab.get_by_role("button", name="Approve and publish").click()
+        expect(tab.locator("#notice")).to_contain_text(said)
+    finally:
+        context.close()
+
+
 def test_an_operator_edits_previews_publishes_and_rolls_back_the_answer_prompt(
-    live: LiveServer, page: Page, model: InstructedChatModel
+    live: LiveServer, page: Page, browser: Browser, model: InstructedChatModel
 ) -> None:
     from playwright.sync_api import expect
 
     live.add_staff("olga", Role.OPERATOR, "Olga Operator")
+    live.add_staff("dora", Role.DOCTOR, "Dr Dora")
     sign_in(page, live, "olga", "/dashboard/prompts")
     expect(page).to_have_url(f"{live.url}/dashboard/prompts")
     page.locator('tr[data-prompt="answer"]').get_by_role("link", name="Edit").click()
@@ -102,7 +117,12 @@ def test_an_operator_edits_previews_publishes_and_rolls_back_the_answer_prompt(
     # Publish with a note: the next patient is answered with version 2.
     page.get_by_label("Change note").fill("Tell patients when to see a doctor")
     page.get_by_role("button", name="Publish", exact=True).click()
-    expect(page.locator("#notice")).to_contain_text("Version 2 is active.")
+    # A model prompt: it waits for a second person, and patients still get version 1.
+    expect(page.locator("#notice")).to_contain_text("so it waits for a second person")
+    expect(page.get_by_role("button", name="Approve and publish")).to_have_count(0)
+    assert live.patient_says(QUESTION, "console-0", consent=True).prompt_versions["answer"] == 1
+    approve_as_a_doctor(browser, live, page.url.split("?", 1)[0], "Approved: version 2 is active")
+    page.goto(f"{live.url}/dashboard/prompts/answer")
     expect(page.locator(".title .facts")).to_contain_text("v2 active")
     seen = len(model.prompts)
     reply = live.patient_says(QUESTION, "console-1", consent=True)
@@ -123,9 +143,9 @@ def test_an_operator_edits_previews_publishes_and_rolls_back_the_answer_prompt(
     row = page.locator('tr[data-version="1"]')
     row.get_by_role("textbox").fill("Answers got longer than we want")
     row.get_by_role("button", name="Roll back to v1").click()
-    expect(page.locator("#notice")).to_contain_text(
-        "The text of version 1 is active again, as version 3."
-    )
+    expect(page.locator("#notice")).to_contain_text("so it waits for a second person")
+    approve_as_a_doctor(browser, live, page.url.split("?", 1)[0], "Approved: version 3 is active")
+    page.goto(f"{live.url}/dashboard/prompts/answer/history")
     expect(page.locator('tr[data-version="3"]')).to_contain_text("Answers got longer")
     seen = len(model.prompts)
     reply = live.patient_says(QUESTION, "console-2", consent=True)

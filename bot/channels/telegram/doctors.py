@@ -47,7 +47,7 @@ NOT_LINKED = (
 ERASED = "[deleted: this patient's data was erased]"
 HOLDER_GONE = (
     "⚠️ The staff account holding case #{case} can no longer act on it (disabled or "
-    "unlinked). An admin can answer or close it in the dashboard."
+    "unlinked). Another doctor or an admin can take it over in the dashboard."
 )
 
 
