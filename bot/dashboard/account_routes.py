@@ -1,13 +1,17 @@
 """A staff member's own account, under /dashboard/account: changing the password, turning
-two-step sign-in (a code from an authenticator app) on and off."""
+two-step sign-in (a code from an authenticator app) on and off, recovery codes, and the
+account's recent security events. Every change to how the account is reached asks for the
+password again (and the code), bot/dashboard/reauth.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from bot.cases.models import AuditLine
 from bot.dashboard.errors import AccountError
 from bot.dashboard.guards import AccountForm, AccountPage
 from bot.dashboard.services import DashboardServices, services
@@ -26,6 +30,9 @@ def _page(
     changed: str = "",
     refused: str | None = None,
     enrolment: Enrolment | None = None,
+    recovery: list[str] | None = None,
+    events: list[AuditLine] | None = None,
+    recovery_left: int | None = None,
 ) -> HTMLResponse:
     return svc.pages.render(
         "account.html",
@@ -37,16 +44,29 @@ def _page(
         changed=changed,
         refused=refused,
         enrolment=enrolment,
+        recovery=recovery,
+        security_events=events or [],
+        recovery_left=recovery_left,
         two_factor_required=svc.require_two_factor,
     )
 
 
+async def _full_page(svc: DashboardServices, who: SignedIn, **kw: object) -> HTMLResponse:
+    events = await svc.accounts.security_events(who.account)
+    left = await svc.two_factor.recovery_left(who.account) if who.account.two_factor else None
+    return _page(svc, who, events=events, recovery_left=left, **kw)  # type: ignore[arg-type]
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
 @router.get("")
 async def account(svc: Services, who: AccountPage, changed: str = "") -> HTMLResponse:
-    return _page(svc, who, changed=changed if changed in CHANGES else "")
+    return await _full_page(svc, who, changed=changed if changed in CHANGES else "")
 
 
-CHANGES = frozenset({"password", "2fa_on", "2fa_off"})
+CHANGES = frozenset({"password", "2fa_on", "2fa_off", "security"})
 
 
 @router.post("/password")
@@ -69,13 +89,20 @@ async def change_password(
 
 
 @router.post("/2fa/begin")
-async def begin_two_factor(svc: Services, who: AccountForm) -> Response:
+async def begin_two_factor(
+    request: Request, svc: Services, who: AccountForm, password: Password = ""
+) -> Response:
     if who.account.two_factor:
         return RedirectResponse("/dashboard/account", 303)
+    # A stolen session must not put the thief's authenticator between the owner and the
+    # account: the password first.
+    refused = await svc.reauth.refusal(who.account, password, "", _client(request))
+    if refused:
+        return await _full_page(svc, who, refused=refused)
     try:
         enrolment = await svc.two_factor.begin(who.account)
     except AccountError as exc:
-        return _page(svc, who, refused=str(exc))
+        return await _full_page(svc, who, refused=str(exc))
     return _page(svc, who, enrolment=enrolment)
 
 
@@ -84,16 +111,36 @@ async def confirm_two_factor(svc: Services, who: AccountForm, code: Code = "") -
     if await svc.two_factor.confirm(who.account, code):
         # Sign-ins opened with the password alone (another device, a stolen cookie) end.
         await svc.sessions.end_all(who.account.id, keep=who.session_id)
-        return RedirectResponse("/dashboard/account?changed=2fa_on", 303)
+        codes = await svc.two_factor.new_recovery_codes(who.account, who.account.label)
+        now_on = replace(who, account=who.account.model_copy(update={"two_factor": True}))
+        return await _full_page(svc, now_on, changed="2fa_on", recovery=codes)
     enrolment = await svc.two_factor.pending(who.account)
     refused = "that code is not the one your app shows now" if enrolment else "start again"
     return _page(svc, who, refused=refused, enrolment=enrolment)
 
 
 @router.post("/2fa/off")
-async def turn_off_two_factor(svc: Services, who: AccountForm, code: Code = "") -> Response:
+async def turn_off_two_factor(
+    request: Request, svc: Services, who: AccountForm, password: Password = "", code: Code = ""
+) -> Response:
     if svc.require_two_factor:
-        return _page(svc, who, refused="this CareBot requires two-step sign-in")
-    if not await svc.two_factor.turn_off(who.account, code):
-        return _page(svc, who, refused="that code is not the one your app shows now")
+        return await _full_page(svc, who, refused="this CareBot requires two-step sign-in")
+    refused = await svc.reauth.refusal(who.account, password, code, _client(request))
+    if refused:
+        return await _full_page(svc, who, refused=refused)
+    await svc.two_factor.turn_off(who.account)
     return RedirectResponse("/dashboard/account?changed=2fa_off", 303)
+
+
+@router.post("/recovery-codes")
+async def new_recovery_codes(
+    request: Request, svc: Services, who: AccountForm, password: Password = "", code: Code = ""
+) -> Response:
+    refused = await svc.reauth.refusal(who.account, password, code, _client(request))
+    if refused:
+        return await _full_page(svc, who, refused=refused)
+    try:
+        codes = await svc.two_factor.new_recovery_codes(who.account, who.account.label)
+    except AccountError as exc:
+        return await _full_page(svc, who, refused=str(exc))
+    return await _full_page(svc, who, recovery=codes)

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.cases.models import Actor
+from bot.cases.models import Actor, AuditLine
 from bot.cases.store import aware
 from bot.dashboard.errors import DuplicateAccount, InvalidAccount, UnknownAccount
 from bot.dashboard.passwords import Passwords
@@ -22,7 +22,7 @@ from bot.dashboard.roles import CLINICIANS, PROMPT_EDITORS, Role
 from bot.models import utcnow
 from bot.prompt_approvals import Reviewer
 from bot.storage.repository import Storage, audit_event
-from bot.storage.tables import StaffUser
+from bot.storage.tables import AuditEvent, StaffUser
 from bot.workers import PASSWORDS
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,27 @@ class LoginResult:
     account: StaffAccount | None
     failure: LoginFailure | None = None
     locked_until: datetime | None = None
+
+
+# What an account's owner is shown (and told about at their next sign-in): changes to how the
+# account is reached, whoever made them.
+SECURITY_ACTIONS = frozenset(
+    {
+        "staff.password_changed",
+        "staff.password_reset",
+        "staff.2fa_enabled",
+        "staff.2fa_disabled",
+        "staff.2fa_reset",
+        "staff.recovery_codes_made",
+        "staff.recovery_code_used",
+        "staff.telegram_code",
+        "staff.telegram_linked",
+        "staff.telegram_unlinked",
+        "staff.locked",
+        "staff.enabled",
+        "staff.disabled",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -240,6 +261,34 @@ class StaffAccounts:
 
         return await self.storage.run(work)
 
+    async def named(self, username: str) -> StaffAccount:
+        """The account called `username`; raise UnknownAccount."""
+        name = normalize_username(username)
+
+        def work(s: Session) -> StaffAccount:
+            row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
+            if row is None:
+                raise UnknownAccount(f"no user named {name!r}")
+            return account_from_row(row)
+
+        return await self.storage.run(work)
+
+    async def enable(self, username: str, by: str = "cli") -> StaffAccount:
+        """Let a disabled account sign in again and lift any lock; raise UnknownAccount."""
+        name = normalize_username(username)
+
+        def work(s: Session) -> StaffAccount:
+            row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
+            if row is None or row.id is None:
+                raise UnknownAccount(f"no user named {name!r}")
+            row.disabled, row.failed_logins, row.locked_until = False, 0, None
+            s.add(row)
+            s.add(audit_event(by, "staff.enabled", "staff_user", str(row.id)))
+            s.commit()
+            return account_from_row(row)
+
+        return await self.storage.run(work)
+
     async def set_password(
         self, username: str, password: str, by: str, current: str | None = None
     ) -> StaffAccount:
@@ -273,7 +322,52 @@ class StaffAccounts:
         logger.info("staff account %s: password %s", account.id, "changed" if current else "reset")
         return account
 
-    async def authenticate(self, username: str, password: str, client: str = "") -> LoginResult:
+    async def security_events(
+        self, account: StaffAccount, since: datetime | None = None, limit: int = 20
+    ) -> list[AuditLine]:
+        """The account's recent security events, newest first (those after `since` only)."""
+
+        def work(s: Session) -> list[AuditLine]:
+            query = select(AuditEvent).where(
+                AuditEvent.subject_type == "staff_user",
+                AuditEvent.subject_id == str(account.id),
+                col(AuditEvent.action).in_(SECURITY_ACTIONS),
+            )
+            if since is not None:
+                query = query.where(col(AuditEvent.at) > since)
+            rows = s.exec(query.order_by(col(AuditEvent.id).desc()).limit(limit)).all()
+            return [
+                AuditLine(at=aware(e.at) or utcnow(), actor=e.actor, action=e.action, details={})
+                for e in rows
+            ]
+
+        return await self.storage.run(work)
+
+    async def previous_sign_in(self, account: StaffAccount) -> datetime | None:
+        """When the account last signed in before the sign-in just recorded."""
+
+        def work(s: Session) -> datetime | None:
+            rows = s.exec(
+                select(AuditEvent.at)
+                .where(
+                    AuditEvent.subject_type == "staff_user",
+                    AuditEvent.subject_id == str(account.id),
+                    col(AuditEvent.action).in_(("staff.login", "staff.login_2fa")),
+                )
+                .order_by(col(AuditEvent.id).desc())
+                .limit(3)
+            ).all()
+            # A sign-in with two-step records two events (password, then code).
+            times = [aware(t) for t in rows]
+            cutoff = 1 if account.two_factor else 0
+            earlier = times[cutoff + 1 :] if len(times) > cutoff + 1 else []
+            return earlier[0] if earlier else None
+
+        return await self.storage.run(work)
+
+    async def authenticate(
+        self, username: str, password: str, client: str = "", purpose: str = "login"
+    ) -> LoginResult:
         """Check a username and password, counting failures and locking after too many.
 
         Three steps, so the slow argon2 check never runs inside a database call (SQLite has
@@ -295,7 +389,7 @@ class StaffAccounts:
         if row is not None and right and self.passwords.needs_rehash(row.password_hash):
             rehashed = await PASSWORDS.run(self.passwords.hash, password)
         result = await self.storage.run(
-            lambda s: self._record_login(s, row, right, rehashed, now, client)
+            lambda s: self._record_login(s, row, right, rehashed, now, client, purpose)
         )
         if result.account is not None:
             logger.info("staff account %s signed in", result.account.id)
@@ -311,6 +405,7 @@ class StaffAccounts:
         rehashed: str | None,
         now: datetime,
         client: str,
+        purpose: str,
     ) -> LoginResult:
         def refuse(subject: str, reason: str, **details: object) -> None:
             actor = f"staff:{subject}" if subject != "unknown" else "anonymous"
@@ -355,11 +450,19 @@ class StaffAccounts:
             return LoginResult(None, LoginFailure.DISABLED if right else LoginFailure.WRONG)
         if not right:
             return self._count_failure(s, row, now, refuse)
-        row.failed_logins, row.locked_until = 0, None
+        row.locked_until = None
+        if row.totp_secret is None:
+            # With two-step sign-in the count goes on until the code is right too: a thief
+            # who has the password cannot reset it between guesses at the code.
+            row.failed_logins = 0
         if rehashed is not None and row.password_hash == view.password_hash:
             row.password_hash = rehashed
         s.add(row)
-        s.add(audit_event(f"staff:{subject}", "staff.login", "staff_user", subject, client=client))
+        s.add(
+            audit_event(
+                f"staff:{subject}", f"staff.{purpose}", "staff_user", subject, client=client
+            )
+        )
         s.commit()
         return LoginResult(account_from_row(row))
 
@@ -371,23 +474,32 @@ class StaffAccounts:
         refuse: Callable[..., None],
     ) -> LoginResult:
         failures = row.failed_logins
-        if failures < self.policy.max_failures:
+        if not lock_if_over(s, row, now, self.policy):
             refuse(str(row.id), "wrong_password", failures=failures)
             return LoginResult(None, LoginFailure.WRONG)
-        # Locked: the count starts again when the lock runs out.
-        row.failed_logins = 0
-        row.locked_until = now + timedelta(seconds=self.policy.lockout_s)
-        s.add(row)
-        s.add(
-            audit_event(
-                "carebot",
-                "staff.locked",
-                "staff_user",
-                str(row.id),
-                until=row.locked_until.isoformat(),
-                failures=failures,
-            )
-        )
         refuse(str(row.id), "wrong_password", failures=failures)
-        logger.warning("staff account %s locked after %d failed sign-ins", row.id, failures)
-        return LoginResult(None, LoginFailure.LOCKED, row.locked_until)
+        return LoginResult(None, LoginFailure.LOCKED, aware(row.locked_until))
+
+
+def lock_if_over(s: Session, row: StaffUser, now: datetime, policy: LockoutPolicy) -> bool:
+    """Lock the account once its failures in a row (wrong passwords and wrong codes alike)
+    reach the policy's limit; True if it was locked now. The caller commits."""
+    failures = row.failed_logins
+    if failures < policy.max_failures:
+        return False
+    # Locked: the count starts again when the lock runs out.
+    row.failed_logins = 0
+    row.locked_until = now + timedelta(seconds=policy.lockout_s)
+    s.add(row)
+    s.add(
+        audit_event(
+            "carebot",
+            "staff.locked",
+            "staff_user",
+            str(row.id),
+            until=row.locked_until.isoformat(),
+            failures=failures,
+        )
+    )
+    logger.warning("staff account %s locked after %d failed sign-ins", row.id, failures)
+    return True

@@ -16,6 +16,7 @@ from bot.dashboard.roles import Role
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.dashboard.accounts import StaffAccount
     from bot.storage.repository import Storage
 
 T = TypeVar("T")
@@ -137,7 +138,6 @@ def reset_password(
     sign-ins."""
     from bot.dashboard.accounts import StaffAccounts
     from bot.dashboard.passwords import MIN_LENGTH
-    from bot.dashboard.sessions import LoginSessions
 
     config = _settings()
     password = _read_password(password_stdin)
@@ -147,10 +147,13 @@ def reset_password(
 
     async def work(storage: Storage) -> int:
         account = await StaffAccounts(storage).set_password(username, password, "cli")
-        return await LoginSessions(storage, config.dashboard_session_idle_s).end_all(account.id)
+        return await _cut_off(storage, config, account)
 
     ended = _with_storage(config, work)
-    typer.echo(f"new password for {username.strip().lower()} (signed out of {ended} session(s))")
+    typer.echo(
+        f"new password for {username.strip().lower()} (signed out of {ended} session(s); "
+        "its Telegram link, if any, is ended: the owner links again from the dashboard)"
+    )
 
 
 @users_app.command("reset-2fa")
@@ -159,19 +162,63 @@ def reset_two_factor(
 ) -> None:
     """Turn two-step sign-in off for an account (a lost phone) and end its sign-ins; its
     owner signs in with the password alone and can set it up again."""
-    from bot.dashboard.sessions import LoginSessions
     from bot.dashboard.two_factor import TwoFactor
 
     config = _settings()
 
     async def work(storage: Storage) -> int:
         account = await TwoFactor(storage).reset(username)
-        return await LoginSessions(storage, config.dashboard_session_idle_s).end_all(account.id)
+        return await _cut_off(storage, config, account)
 
     ended = _with_storage(config, work)
     typer.echo(
-        f"two-step sign-in off for {username.strip().lower()} (signed out of {ended} session(s))"
+        f"two-step sign-in off for {username.strip().lower()} (signed out of {ended} "
+        "session(s); its Telegram link, if any, is ended)"
     )
+
+
+async def _cut_off(storage: Storage, config: Settings, account: StaffAccount) -> int:
+    """After an administrator's reset (a password or phone in someone else's hands): end the
+    account's sign-ins and its Telegram link, which would otherwise outlive the reset."""
+    from bot.dashboard.sessions import LoginSessions
+    from bot.dashboard.telegram_link import TelegramLinks
+
+    if account.telegram_user_id is not None:
+        await TelegramLinks(storage).unlink(account, "cli")
+    return await LoginSessions(storage, config.dashboard_session_idle_s).end_all(account.id)
+
+
+@users_app.command("unlink-telegram")
+def unlink_telegram(
+    username: Annotated[str, typer.Argument(help="The account whose Telegram link ends.")],
+) -> None:
+    """End an account's Telegram link (a lost phone, a departed colleague's group seat)."""
+    from bot.dashboard.accounts import StaffAccounts
+    from bot.dashboard.telegram_link import TelegramLinks
+
+    config = _settings()
+
+    async def work(storage: Storage) -> bool:
+        account = await StaffAccounts(storage).named(username)
+        linked = account.telegram_user_id is not None
+        await TelegramLinks(storage).unlink(account, "cli")
+        return linked
+
+    linked = _with_storage(config, work)
+    name = username.strip().lower()
+    typer.echo(f"unlinked {name} from Telegram" if linked else f"{name} had no Telegram link")
+
+
+@users_app.command("enable")
+def enable(
+    username: Annotated[str, typer.Argument(help="The disabled account to enable again.")],
+) -> None:
+    """Let a disabled account sign in again (and lift any lock)."""
+    from bot.dashboard.accounts import StaffAccounts
+
+    config = _settings()
+    _with_storage(config, lambda storage: StaffAccounts(storage).enable(username, "cli"))
+    typer.echo(f"enabled {username.strip().lower()}")
 
 
 def register(app: typer.Typer) -> None:

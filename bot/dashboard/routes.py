@@ -140,7 +140,13 @@ async def login(
 async def _signed_in(
     request: Request, svc: DashboardServices, account: StaffAccount, next_: str
 ) -> Response:
-    response = RedirectResponse(_landing(_next(next_), account), 303)
+    target = _landing(_next(next_), account)
+    previous = await svc.accounts.previous_sign_in(account)
+    if previous is not None and await svc.accounts.security_events(account, since=previous):
+        # Told at once: a password reset, a new Telegram link or a second factor turned off
+        # since the owner last signed in may not have been the owner.
+        target = "/dashboard/account?changed=security"
+    response = RedirectResponse(target, 303)
     set_session_cookie(response, await svc.sessions.start(account), _https(request))
     response.delete_cookie(csrf.LOGIN_COOKIE, path="/dashboard/login")
     clear_challenge_cookie(response, _https(request))

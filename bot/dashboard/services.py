@@ -13,6 +13,7 @@ from bot.dashboard.case_reads import CaseReads
 from bot.dashboard.login_throttle import LoginThrottle, ThrottlePolicy
 from bot.dashboard.pages import Pages
 from bot.dashboard.prompt_console import PromptConsole
+from bot.dashboard.reauth import Reauth
 from bot.dashboard.sessions import LoginSessions
 from bot.dashboard.telegram_link import TelegramLinks
 from bot.dashboard.two_factor import TwoFactor
@@ -35,6 +36,7 @@ class DashboardServices:
     prompts: PromptConsole
     links: TelegramLinks
     two_factor: TwoFactor
+    reauth: Reauth
     pages: Pages
     heartbeat_s: float
     doctors_chat_configured: bool
@@ -53,8 +55,10 @@ class DashboardServices:
             window_s=settings.dashboard_lockout_s,
             per_name_failures=settings.dashboard_max_failed_logins,
         )
+        accounts = StaffAccounts(runtime.storage, policy=policy)
+        two_factor = TwoFactor(runtime.storage, policy=policy)
         return cls(
-            accounts=StaffAccounts(runtime.storage, policy=policy),
+            accounts=accounts,
             sessions=LoginSessions(
                 runtime.storage, settings.dashboard_session_idle_s, settings.dashboard_session_max_s
             ),
@@ -65,7 +69,8 @@ class DashboardServices:
             rules=runtime.engine.rules,
             prompts=PromptConsole(runtime.prompt_store, PromptPreview(runtime.engine)),
             links=TelegramLinks(runtime.storage),
-            two_factor=TwoFactor(runtime.storage),
+            two_factor=two_factor,
+            reauth=Reauth(accounts, two_factor),
             pages=pages,
             heartbeat_s=settings.dashboard_heartbeat_s,
             doctors_chat_configured=settings.doctors_chat_id is not None,

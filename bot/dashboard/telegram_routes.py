@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from bot.dashboard.guards import ClinicianForm, ClinicianPage, Denied
@@ -17,10 +17,16 @@ Services = Annotated[DashboardServices, Depends(services)]
 
 
 def _page(
-    svc: DashboardServices, who: SignedIn, code: LinkCode | None = None, unlinked: bool = False
+    svc: DashboardServices,
+    who: SignedIn,
+    code: LinkCode | None = None,
+    unlinked: bool = False,
+    refused: str | None = None,
 ) -> HTMLResponse:
     return svc.pages.render(
         "telegram.html",
+        status=422 if refused else 200,
+        refused=refused,
         page="telegram",
         events=None,
         who=who,
@@ -37,12 +43,23 @@ async def telegram(svc: Services, who: ClinicianPage, unlinked: bool = False) ->
 
 
 @router.post("/code")
-async def new_code(svc: Services, who: ClinicianForm) -> HTMLResponse:
+async def new_code(
+    request: Request,
+    svc: Services,
+    who: ClinicianForm,
+    password: Annotated[str, Form(max_length=1024)] = "",
+    code: Annotated[str, Form(max_length=32)] = "",
+) -> HTMLResponse:
+    # A link acts on cases long after a stolen sign-in ends: the password (and code) again.
+    client = request.client.host if request.client else ""
+    refused = await svc.reauth.refusal(who.account, password, code, client)
+    if refused:
+        return _page(svc, who, refused=refused)
     try:
-        code = await svc.links.new_code(who.account)
+        link = await svc.links.new_code(who.account)
     except LinkRefused as exc:
         raise Denied(403, str(exc), who=who) from exc
-    return _page(svc, who, code=code)
+    return _page(svc, who, code=link)
 
 
 @router.post("/unlink")

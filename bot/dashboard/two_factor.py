@@ -28,11 +28,17 @@ import segno
 from sqlmodel import Session, col, delete, select, update
 
 from bot.cases.store import aware
-from bot.dashboard.accounts import StaffAccount, account_from_row, normalize_username
+from bot.dashboard.accounts import (
+    LockoutPolicy,
+    StaffAccount,
+    account_from_row,
+    lock_if_over,
+    normalize_username,
+)
 from bot.dashboard.errors import InvalidAccount, UnknownAccount
 from bot.models import utcnow
 from bot.storage.repository import Storage, audit_event
-from bot.storage.tables import StaffLoginChallenge, StaffUser
+from bot.storage.tables import StaffLoginChallenge, StaffRecoveryCode, StaffUser
 
 logger = logging.getLogger(__name__)
 ISSUER = "CareBot"
@@ -40,6 +46,10 @@ STEP_S = 30  # what every authenticator app uses
 DRIFT_STEPS = 1  # a phone's clock 30 s off, or a code typed as it changed, still works
 CHALLENGE_TTL = timedelta(minutes=5)
 CHALLENGE_TRIES = 5
+RECOVERY_CODES = 10
+# Recovery codes: 10 characters from the link codes' alphabet (about 50 bits), shown once.
+RECOVERY_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+RECOVERY_LENGTH = 10
 
 
 def _digest(token: str) -> str:
@@ -98,8 +108,14 @@ class ChallengeResult:
 class TwoFactor:
     """Turn the second factor on and off, and check codes at sign-in."""
 
-    def __init__(self, storage: Storage, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Callable[[], datetime] = utcnow,
+        policy: LockoutPolicy | None = None,
+    ) -> None:
         self.storage, self.clock = storage, clock
+        self.policy = policy or LockoutPolicy()
 
     def _enrolment(self, account: StaffAccount, secret: str) -> Enrolment:
         uri = pyotp.TOTP(secret, interval=STEP_S).provisioning_uri(
@@ -160,13 +176,11 @@ class TwoFactor:
             logger.info("staff account %s: second factor on", account.id)
         return done
 
-    async def turn_off(self, account: StaffAccount, code: str) -> bool:
-        """The owner turns it off, proving they still hold the app with a current code."""
-        if not await self._spend(account.id, code):
-            return False
+    async def turn_off(self, account: StaffAccount) -> None:
+        """The owner turns it off (the caller has had them prove who they are: password and a
+        current code, bot/dashboard/reauth.py)."""
         await self.storage.run(lambda s: self._clear(s, account.id, account.label, "disabled"))
         logger.info("staff account %s: second factor off", account.id)
-        return True
 
     async def reset(self, username: str, by: str = "cli") -> StaffAccount:
         """An administrator turns it off (a lost phone). Raises UnknownAccount."""
@@ -192,36 +206,89 @@ class TwoFactor:
         s.add(row)
         s.add(audit_event(by, f"staff.2fa_{how}", "staff_user", str(staff_id)))
         s.execute(delete(StaffLoginChallenge).where(col(StaffLoginChallenge.staff_id) == staff_id))
+        s.execute(delete(StaffRecoveryCode).where(col(StaffRecoveryCode.staff_id) == staff_id))
         s.commit()
         return account_from_row(row)
 
     async def verify(self, account: StaffAccount, code: str, client: str = "") -> bool:
-        """Whether `code` is the account's current code (used up if so), for a sign-in
-        outside the browser such as the command line."""
-        return await self._spend(account.id, code)
+        """Whether `code` (or an unused recovery code) is right for the account, which is then
+        used up: for a sign-in outside the browser, and for re-confirming who is acting."""
+        return await self._spend(account.id, code, client)
 
-    async def _spend(self, staff_id: int, code: str) -> bool:
-        """True if `code` is right for the account and newer than any code used before; it
-        is then used up (two requests with one code: the database lets only one through)."""
+    async def _spend(self, staff_id: int, code: str, client: str = "") -> bool:
+        """True if `code` is right for the account and newer than any code used before (or is
+        one of its unused recovery codes); it is then used up (two requests with one code: the
+        database lets only one through). A wrong code counts against the account, as a wrong
+        password does, and a locked account takes no code at all."""
         now = self.clock()
+        recovery = _recovery_digest(code)
 
         def work(s: Session) -> bool:
             row = s.get(StaffUser, staff_id)
-            if row is None or row.totp_secret is None:
+            if row is None or row.totp_secret is None or row.disabled:
                 return False
+            locked = aware(row.locked_until)
+            if locked is not None and locked > now:
+                return False
+            if recovery is not None:
+                return _spend_recovery(s, row, recovery, now, client, self.policy)
             step = matching_step(row.totp_secret, code, now)
-            if step is None:
-                return False
-            spent = s.execute(
-                update(StaffUser)
-                .where(col(StaffUser.id) == staff_id)
-                .where(
-                    col(StaffUser.totp_last_step).is_(None) | (col(StaffUser.totp_last_step) < step)
-                )
-                .values(totp_last_step=step)
+            spent = step is not None and bool(
+                s.execute(
+                    update(StaffUser)
+                    .where(col(StaffUser.id) == staff_id)
+                    .where(
+                        col(StaffUser.totp_last_step).is_(None)
+                        | (col(StaffUser.totp_last_step) < step)
+                    )
+                    .values(totp_last_step=step, failed_logins=0)
+                ).rowcount  # type: ignore[attr-defined]
             )
+            if not spent:
+                s.exec(
+                    update(StaffUser)
+                    .where(col(StaffUser.id) == staff_id)
+                    .values(failed_logins=col(StaffUser.failed_logins) + 1)
+                )
+                s.refresh(row)
+                lock_if_over(s, row, now, self.policy)
             s.commit()
-            return bool(spent.rowcount)  # type: ignore[attr-defined]
+            return spent
+
+        return await self.storage.run(work)
+
+    async def new_recovery_codes(self, account: StaffAccount, by: str) -> list[str]:
+        """Ten fresh one-time recovery codes for an account with two-step sign-in, shown once;
+        the earlier ones stop working."""
+        codes = [
+            "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_LENGTH))
+            for _ in range(RECOVERY_CODES)
+        ]
+
+        def work(s: Session) -> None:
+            row = s.get(StaffUser, account.id)
+            if row is None or row.totp_secret is None:
+                raise InvalidAccount("turn two-step sign-in on first")
+            s.execute(delete(StaffRecoveryCode).where(col(StaffRecoveryCode.staff_id) == row.id))
+            for code in codes:
+                s.add(StaffRecoveryCode(staff_id=account.id, code_hash=_recovery_hash(code)))
+            s.add(audit_event(by, "staff.recovery_codes_made", "staff_user", str(account.id)))
+            s.commit()
+
+        await self.storage.run(work)
+        return [f"{c[:5]}-{c[5:]}" for c in codes]
+
+    async def recovery_left(self, account: StaffAccount) -> int:
+        """How many unused recovery codes the account has."""
+
+        def work(s: Session) -> int:
+            rows = s.exec(
+                select(StaffRecoveryCode.id).where(
+                    StaffRecoveryCode.staff_id == account.id,
+                    col(StaffRecoveryCode.used_at).is_(None),
+                )
+            ).all()
+            return len(rows)
 
         return await self.storage.run(work)
 
@@ -267,7 +334,7 @@ class TwoFactor:
         if found is None:
             return ChallengeResult(ChallengeOutcome.OVER)
         challenge_id, staff_id = found
-        passed = await self._spend(staff_id, code)
+        passed = await self._spend(staff_id, code, client)
         return await self.storage.run(
             lambda s: self._settle(s, challenge_id, staff_id, passed, client)
         )
@@ -305,3 +372,45 @@ class TwoFactor:
         )
         s.commit()
         return ChallengeResult(ChallengeOutcome.OVER if over else ChallengeOutcome.WRONG)
+
+
+def _recovery_hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def _recovery_digest(code: str) -> str | None:
+    """The hash to look a recovery code up by, or None when `code` is not shaped like one
+    (six digits from the app are never mistaken for it)."""
+    normal = "".join(ch for ch in code.upper() if ch.isalnum())
+    if len(normal) != RECOVERY_LENGTH or any(ch not in RECOVERY_ALPHABET for ch in normal):
+        return None
+    return _recovery_hash(normal)
+
+
+def _spend_recovery(
+    s: Session, row: StaffUser, digest: str, now: datetime, client: str, policy: LockoutPolicy
+) -> bool:
+    used = s.execute(
+        update(StaffRecoveryCode)
+        .where(
+            col(StaffRecoveryCode.staff_id) == row.id,
+            col(StaffRecoveryCode.code_hash) == digest,
+            col(StaffRecoveryCode.used_at).is_(None),
+        )
+        .values(used_at=now)
+    ).rowcount  # type: ignore[attr-defined]
+    subject = str(row.id)
+    if used:
+        row.failed_logins = 0
+        s.add(row)
+        s.add(
+            audit_event(
+                f"staff:{subject}", "staff.recovery_code_used", "staff_user", subject, client=client
+            )
+        )
+    else:
+        row.failed_logins += 1
+        s.add(row)
+        lock_if_over(s, row, now, policy)
+    s.commit()
+    return bool(used)

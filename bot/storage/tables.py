@@ -236,6 +236,20 @@ class StaffLoginChallenge(SQLModel, table=True):
     failures: int = 0
 
 
+class StaffRecoveryCode(SQLModel, table=True):
+    """A one-time recovery code for an account with two-step sign-in (a lost phone without an
+    administrator at hand): only its SHA-256 is kept, and when it was used."""
+
+    __tablename__ = "staff_recovery_codes"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(foreign_key="staff_users.id", index=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = _ts(nullable=False)
+    used_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
 class PromptVersion(SQLModel, table=True):
     """A published version of a prompt; the files in prompts/ are version 1."""
 

@@ -30,6 +30,7 @@ ANY_STAFF = {
     ("POST", "/dashboard/account/2fa/begin"),
     ("POST", "/dashboard/account/2fa/confirm"),
     ("POST", "/dashboard/account/2fa/off"),
+    ("POST", "/dashboard/account/recovery-codes"),
 }
 PROMPT_CONSOLE = "/dashboard/prompts"  # operators and admins; doctors are refused
 # Waiting changes to safety-critical texts: every staff member reads them, clinicians decide.
@@ -155,6 +156,7 @@ def test_the_routes_are_the_ones_expected() -> None:
         "/dashboard/account/2fa/begin",
         "/dashboard/account/2fa/confirm",
         "/dashboard/account/2fa/off",
+        "/dashboard/account/recovery-codes",
     }
     assert set(ROUTES) >= PUBLIC
 

@@ -8,6 +8,7 @@ saves the screenshots shown in the README (docs/screenshots/).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,3 +152,42 @@ def test_patient_markup_is_shown_as_text_and_never_runs(live: LiveServer, page: 
     expect(page.locator("#transcript li.patient").first).to_contain_text("<img src=x onerror=")
     assert page.locator("#transcript img, #transcript script, #transcript b").count() == 0
     assert page.title() != "pwned" and dialogs == []
+
+
+def test_securing_an_account_asks_for_the_password_again(live: LiveServer, page: Page) -> None:
+    """Two-step sign-in, recovery codes and a Telegram link code each ask who is there."""
+    import pyotp
+    from playwright.sync_api import expect
+
+    from bot.dashboard.two_factor import STEP_S
+    from tests.dashboard.live import PASSWORD
+
+    live.add_staff("rhea", Role.DOCTOR, "Dr Rhea")
+    sign_in(page, live, "rhea", "/dashboard/account")
+    setup = page.locator('form[action="/dashboard/account/2fa/begin"]')
+    setup.get_by_label("Your password").fill("someone else's guess")
+    setup.get_by_role("button", name="Set up two-step sign-in").click()
+    expect(page.locator("#notice")).to_contain_text("your password is not right")
+    setup = page.locator('form[action="/dashboard/account/2fa/begin"]')
+    setup.get_by_label("Your password").fill(PASSWORD)
+    setup.get_by_role("button", name="Set up two-step sign-in").click()
+    secret = page.locator("#totp-key").inner_text().replace(" ", "")
+    totp = pyotp.TOTP(secret, interval=STEP_S)
+    page.get_by_label("Code", exact=True).fill(totp.now())
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.locator("#notice")).to_contain_text("Two-step sign-in is on")
+    expect(page.locator("#recovery-codes pre")).to_contain_text("-")
+    page.screenshot(path=SCREENSHOTS / "account-recovery-codes.png", full_page=True)
+
+    # A link code for Telegram: password and a code from the app (the next one: each once).
+    page.goto(f"{live.url}/dashboard/telegram")
+    form = page.locator('form[action="/dashboard/telegram/code"]')
+    form.get_by_label("Your password").fill(PASSWORD)
+    form.get_by_label("Code from your app").fill("000000")
+    form.get_by_role("button", name="Create a link code").click()
+    expect(page.locator("#notice")).to_contain_text("code from your app")
+    form = page.locator('form[action="/dashboard/telegram/code"]')
+    form.get_by_label("Your password").fill(PASSWORD)
+    form.get_by_label("Code from your app").fill(totp.at(int(time.time()) + STEP_S))
+    form.get_by_role("button", name="Create a link code").click()
+    expect(page.locator("#code")).to_contain_text("/link ")

@@ -7,7 +7,7 @@ from contextlib import closing
 
 from bot.dashboard.roles import Role
 from bot.dashboard.telegram_link import TelegramLinks
-from tests.dashboard.live import LiveServer, csrf_of, sign_in
+from tests.dashboard.live import PASSWORD, LiveServer, csrf_of, sign_in
 from tests.dashboard.test_prompt_console import text_of
 
 CODE = re.compile(r"/link ([A-Z0-9]{4}-[A-Z0-9]{4})")
@@ -21,7 +21,17 @@ def test_a_doctor_links_with_a_code_shown_once_and_unlinks(live: LiveServer) -> 
     with closing(doctor), closing(operator):
         page = doctor.get("/dashboard/telegram").text
         assert "Not linked" in text_of(page) and "(Dr Tess, doctor)" in text_of(page)
-        shown = doctor.post("/dashboard/telegram/code", data={"csrf_token": csrf_of(page)}).text
+        # A sign-in cookie alone (stolen, or a browser left open) makes no code.
+        for password in ("", "not the password"):
+            refused_code = doctor.post(
+                "/dashboard/telegram/code",
+                data={"csrf_token": csrf_of(page), "password": password},
+            )
+            assert refused_code.status_code == 422 and CODE.search(refused_code.text) is None
+            assert "password is not right" in refused_code.text
+        shown = doctor.post(
+            "/dashboard/telegram/code", data={"csrf_token": csrf_of(page), "password": PASSWORD}
+        ).text
         code = CODE.search(shown)
         assert code, text_of(shown)
         assert CODE.search(doctor.get("/dashboard/telegram").text) is None  # shown once

@@ -31,10 +31,11 @@ from bot.dashboard.two_factor import (
 )
 from bot.models import utcnow
 from bot.storage.tables import AuditEvent, StaffLoginChallenge
-from tests.dashboard.live import LiveServer, csrf_of, serving, sign_in
+from tests.dashboard.live import PASSWORD, LiveServer, csrf_of, serving, sign_in
 from tests.fakes import scripted
 
 KEY = re.compile(r'id="totp-key">([A-Z2-7 ]+)<')
+RECOVERY = re.compile(r"\b([A-Z2-9]{5}-[A-Z2-9]{5})\b")
 
 
 def code_at(secret: str, step_offset: int = 0) -> str:
@@ -47,7 +48,9 @@ def enrol(live: LiveServer, username: str) -> tuple[httpx.Client, str]:
     client, res = sign_in(live.url, username)
     assert res.status_code == 303
     token = csrf_of(client.get("/dashboard/account").text)
-    page = client.post("/dashboard/account/2fa/begin", data={"csrf_token": token})
+    page = client.post(
+        "/dashboard/account/2fa/begin", data={"csrf_token": token, "password": PASSWORD}
+    )
     assert page.status_code == 200 and 'src="data:image/svg+xml' in page.text  # the QR code
     found = KEY.search(page.text)
     assert found is not None
@@ -55,8 +58,14 @@ def enrol(live: LiveServer, username: str) -> tuple[httpx.Client, str]:
     done = client.post(
         "/dashboard/account/2fa/confirm", data={"csrf_token": token, "code": code_at(secret)}
     )
-    assert done.status_code == 303 and done.headers["location"].endswith("changed=2fa_on")
+    assert done.status_code == 200 and "Two-step sign-in is on" in done.text
+    shown = done.text.split('id="recovery-codes"', 1)[1]
+    RECOVERED[username] = RECOVERY.findall(shown)
+    assert len(RECOVERED[username]) == 10  # shown once, with the page that turned it on
     return client, secret
+
+
+RECOVERED: dict[str, list[str]] = {}
 
 
 def password_step(live: LiveServer, username: str) -> tuple[httpx.Client, httpx.Response]:
@@ -95,7 +104,13 @@ def test_turning_it_on_then_signing_in_needs_the_code(live: LiveServer) -> None:
         spent = give_code(client, code_at(secret))
         assert spent.status_code == 401 and "That code did not work" in spent.text
         right = give_code(client, code_at(secret, 1))
-        assert right.status_code == 303 and right.headers["location"] == "/dashboard/account"
+        # Signed in; and told that two-step sign-in was turned on since the last sign-in.
+        assert right.status_code == 303
+        assert right.headers["location"] == "/dashboard/account?changed=security"
+        told = client.get(right.headers["location"]).text
+        assert "security settings changed since you last signed in" in told
+        events = told.split('id="security-events"', 1)[1]
+        assert "2fa enabled" in events and "recovery codes made" in events
         assert client.get("/dashboard").status_code == 200
     with Session(live.runtime.storage.engine) as s:
         actions = [
@@ -147,16 +162,25 @@ def test_the_owner_turns_it_off_with_a_code_and_an_admin_resets_it(live: LiveSer
     client, secret = enrol(live, "wanda")
     with closing(client):
         token = csrf_of(client.get("/dashboard/account").text)
-        # A stolen cookie is not enough to turn it off.
+        # A stolen cookie is not enough to turn it off: neither alone nor with the code.
         refused = client.post("/dashboard/account/2fa/off", data={"csrf_token": token})
-        assert refused.status_code == 422 and "not the one your app shows" in refused.text
-        off = client.post(
+        assert refused.status_code == 422 and "password is not right" in refused.text
+        refused = client.post(
             "/dashboard/account/2fa/off", data={"csrf_token": token, "code": code_at(secret, 1)}
+        )
+        assert refused.status_code == 422 and "password is not right" in refused.text
+        refused = client.post(
+            "/dashboard/account/2fa/off", data={"csrf_token": token, "password": PASSWORD}
+        )
+        assert refused.status_code == 422 and "code from your app" in refused.text
+        off = client.post(
+            "/dashboard/account/2fa/off",
+            data={"csrf_token": token, "password": PASSWORD, "code": code_at(secret, 1)},
         )
         assert off.status_code == 303 and off.headers["location"].endswith("changed=2fa_off")
     plain, res = sign_in(live.url, "wanda", next_="/dashboard/account")
-    with closing(plain):
-        assert res.headers["location"] == "/dashboard/account"  # the password alone again
+    with closing(plain):  # the password alone again (and told it was turned off)
+        assert res.headers["location"] == "/dashboard/account?changed=security"
 
     again, _ = enrol(live, "wanda")
     again.close()
@@ -164,7 +188,9 @@ def test_the_owner_turns_it_off_with_a_code_and_an_admin_resets_it(live: LiveSer
     assert reset.id == account.id and not reset.two_factor
     back, res = sign_in(live.url, "wanda", next_="/dashboard/account")
     with closing(back):
-        assert res.headers["location"] == "/dashboard/account"
+        assert res.headers["location"] == "/dashboard/account?changed=security"
+        events = back.get("/dashboard/account").text.split('id="security-events"', 1)[1]
+        assert "2fa reset</strong> by cli" in events  # the administrator's act, named
 
 
 def test_a_mistyped_setup_code_keeps_the_key_and_changes_nothing(live: LiveServer) -> None:
@@ -172,7 +198,9 @@ def test_a_mistyped_setup_code_keeps_the_key_and_changes_nothing(live: LiveServe
     client, _ = sign_in(live.url, "xena")
     with closing(client):
         token = csrf_of(client.get("/dashboard/account").text)
-        begun = client.post("/dashboard/account/2fa/begin", data={"csrf_token": token})
+        begun = client.post(
+            "/dashboard/account/2fa/begin", data={"csrf_token": token, "password": PASSWORD}
+        )
         found = KEY.search(begun.text)
         assert found is not None
         secret = found.group(1).replace(" ", "")
@@ -187,7 +215,7 @@ def test_a_mistyped_setup_code_keeps_the_key_and_changes_nothing(live: LiveServe
             "/dashboard/account/2fa/confirm",
             data={"csrf_token": token, "code": f"{spaced[:3]} {spaced[3:]}"},
         )
-        assert res.status_code == 303  # "123 456" as the app shows it
+        assert res.status_code == 200 and "Two-step sign-in is on" in res.text  # "123 456"
 
 
 def test_an_attempt_expires_and_a_disabled_account_cannot_finish(live: LiveServer) -> None:
@@ -291,3 +319,57 @@ def test_a_deployment_can_require_it_of_everyone(strict: LiveServer) -> None:
             client.post("/dashboard/logout", data={"csrf_token": csrf_of(page.text)}).status_code
             == 303
         )
+
+
+def test_wrong_codes_count_against_the_account_across_attempts(live: LiveServer) -> None:
+    # A thief with the password opens attempt after attempt: each wrong code counts, a right
+    # password never resets the count, and the account locks as for wrong passwords.
+    live.add_staff("zack", Role.DOCTOR, "Dr Zack")
+    first, secret = enrol(live, "zack")
+    first.close()
+    limit = live.runtime.settings.dashboard_account_lock_failures
+    fresh = {code_at(secret, k) for k in (-1, 0, 1)}
+    wrong = next(c for c in ("123456", "654321", "111111", "222222") if c not in fresh)
+    tries = 0
+    while tries < limit:
+        client, res = password_step(live, "zack")
+        with closing(client):
+            for _ in range(CHALLENGE_TRIES):
+                if tries >= limit:
+                    break
+                assert give_code(client, wrong).status_code == 401
+                tries += 1
+    with Session(live.runtime.storage.engine) as s:
+        locked = s.exec(
+            select(AuditEvent).where(AuditEvent.action == "staff.locked")  # type: ignore[arg-type]
+        ).all()
+    assert any(e.subject_id == str(live_account_id(live, "zack")) for e in locked)
+    # Locked: the right password opens no code step until the lock runs out.
+    client, res = sign_in(live.url, "zack", next_="/dashboard/account")
+    with closing(client):
+        assert res.status_code == 401 and CHALLENGE_COOKIE not in client.cookies
+
+
+def test_a_recovery_code_signs_in_once(live: LiveServer) -> None:
+    live.add_staff("quinn", Role.DOCTOR, "Dr Quinn")
+    first, _secret = enrol(live, "quinn")
+    first.close()
+    code = RECOVERED["quinn"][0]
+    client, _ = password_step(live, "quinn")
+    with closing(client):
+        used = give_code(client, code.lower())  # typed in lower case: still the code
+        assert used.status_code == 303 and client.get("/dashboard").status_code == 200
+        page = client.get("/dashboard/account").text
+        assert "9 unused" in page and "recovery code used" in page
+    thief, _ = password_step(live, "quinn")
+    with closing(thief):
+        assert give_code(thief, code).status_code == 401  # once only
+
+
+def live_account_id(live: LiveServer, username: str) -> int:
+    with Session(live.runtime.storage.engine) as s:
+        from bot.storage.tables import StaffUser
+
+        row = s.exec(select(StaffUser).where(StaffUser.username == username)).one()
+        assert row.id is not None
+        return row.id

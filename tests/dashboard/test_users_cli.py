@@ -120,7 +120,7 @@ async def test_an_administrator_resets_a_forgotten_password(tmp_path: Path) -> N
     new = "the second long password"
     out = users(tmp_path, "reset-password", "ida", "--password-stdin", stdin=new + "\n")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("new password for ida (signed out of 0 session(s))")
+    assert out.stdout.startswith("new password for ida (signed out of 0 session(s);")
     assert new not in out.stdout + out.stderr
     assert await sign_in(tmp_path, "ida") is LoginFailure.WRONG
     assert await sign_in(tmp_path, "ida", new) is None
@@ -155,3 +155,29 @@ async def test_an_administrator_turns_off_two_step_sign_in_for_a_lost_phone(
     assert users(tmp_path, "list").stdout.splitlines()[1].split()[-2] == "-"
     missing = users(tmp_path, "reset-2fa", "nobody")
     assert missing.returncode == 1 and "no user named 'nobody'" in missing.stderr
+
+
+async def test_an_administrator_reset_ends_the_telegram_link_and_can_unlink_and_enable(
+    tmp_path: Path,
+) -> None:
+    # A stolen dashboard session could have linked the thief's Telegram: a reset of the
+    # password (or of the second factor) must end that link as well as the sign-ins.
+    add = ["add", "kai", "--role", "doctor", "--name", "Dr Kai", "--telegram-id", "777"]
+    assert users(tmp_path, *add, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    new = "the second long password"
+    out = users(tmp_path, "reset-password", "kai", "--password-stdin", stdin=new + "\n")
+    assert out.returncode == 0, out.stderr
+    assert users(tmp_path, "list").stdout.splitlines()[1].split()[4] == "-"  # no Telegram
+
+    add = ["add", "lou", "--role", "doctor", "--name", "Dr Lou", "--telegram-id", "778"]
+    assert users(tmp_path, *add, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    out = users(tmp_path, "unlink-telegram", "lou")
+    assert out.returncode == 0 and out.stdout == "unlinked lou from Telegram\n"
+    assert users(tmp_path, "unlink-telegram", "lou").stdout == "lou had no Telegram link\n"
+    assert users(tmp_path, "unlink-telegram", "nobody").returncode == 1
+
+    assert users(tmp_path, "disable", "lou").returncode == 0
+    assert await sign_in(tmp_path, "lou") is LoginFailure.DISABLED
+    out = users(tmp_path, "enable", "lou")
+    assert out.returncode == 0 and out.stdout == "enabled lou\n"
+    assert await sign_in(tmp_path, "lou") is None
