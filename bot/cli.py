@@ -9,7 +9,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -36,9 +36,9 @@ app = typer.Typer(
 )
 
 
-def _settings() -> Settings:
+def _settings(**overrides: Any) -> Settings:
     try:
-        settings = load_settings()
+        settings = load_settings(**overrides)
     except ConfigError as exc:
         typer.echo(f"carebot: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -92,13 +92,22 @@ def chat(
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (CAREBOT_WEB_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (CAREBOT_WEB_PORT).")] = None,
+    trusted_proxies: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated addresses/networks of your reverse proxies "
+            "(CAREBOT_TRUSTED_PROXIES). Only these may set X-Forwarded-For/-Proto; by default "
+            "nobody may, and each client counts as the address it connects from."
+        ),
+    ] = None,
 ) -> None:
     """Serve the web chat (and the Telegram bot when TELEGRAM_BOT_TOKEN is set)."""
     import uvicorn
 
-    from bot.serve import create_app
+    from bot.serve import create_app, proxy_options
 
-    settings = _settings()
+    overrides = {} if trusted_proxies is None else {"trusted_proxies": trusted_proxies}
+    settings = _settings(**overrides)
     app_ = create_app(settings)
     base = f"http://{host or settings.web_host}:{port or settings.web_port}"
     typer.echo(f"CareBot web chat: {base}   doctors' dashboard: {base}/dashboard")
@@ -109,6 +118,7 @@ def serve(
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,  # dashboards' live streams never end by themselves
         log_config=None,  # uvicorn's loggers go through the root handlers and their redaction
+        **proxy_options(settings),  # type: ignore[arg-type]
     )
 
 

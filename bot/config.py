@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -62,6 +63,21 @@ class Settings(BaseSettings):
         "outcome notes): comma-separated Fernet keys from `carebot keys new`; the first "
         "encrypts, all decrypt (rotate: put a new key first, run `carebot keys rotate`, then "
         "drop the old one). Unset: stored in clear.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of your reverse proxies (e.g. "
+        "127.0.0.1 or 10.0.0.0/8). Only requests from these may name the client's address "
+        "and scheme (X-Forwarded-For/-Proto); empty: those headers are ignored, so a client "
+        "cannot pick its own address to dodge per-address limits.",
+    )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Signs the web chat's cookies (a chat opens only with a token this server "
+        "issued) and the dashboard's known-device cookies. Unset: a key is made once in the "
+        "data folder (signing.key); set it, 32 characters or more, when several hosts serve "
+        "one CareBot.",
     )
     retention_days: int = Field(
         default=365,
@@ -365,6 +381,23 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'carebot.db'}"
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        for entry in _split(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)"
+                ) from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """The reverse proxies whose forwarded headers are believed."""
+        return _split(self.trusted_proxies)
+
     @field_validator("message_keys")
     @classmethod
     def _message_keys(cls, value: SecretStr | None) -> SecretStr | None:
@@ -416,3 +449,7 @@ def load_settings(**overrides: object) -> Settings:
             shown = "value hidden" if secret else f"got {err.get('input')!r}"
             problems.append(f"{_variable_name(field)}: {err['msg']} ({shown})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from exc
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]

@@ -21,3 +21,13 @@ def create_app(settings: Settings) -> FastAPI:
         return runtime
 
     return create_web_app(start)
+
+
+def proxy_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's forwarded-header options: believe X-Forwarded-For/-Proto only from the
+    configured reverse proxies (uvicorn would otherwise trust 127.0.0.1, so anything on the
+    host, or a client whose traffic arrives through a local tunnel, could pick its address)."""
+    proxies = settings.trusted_proxy_list
+    if not proxies:
+        return {"proxy_headers": False, "forwarded_allow_ips": ""}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(proxies)}

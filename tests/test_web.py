@@ -26,6 +26,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, guideline_index_dir: Path) 
         CAREBOT_DATA_DIR=str(tmp / "data"),
         CAREBOT_INDEX_DIR=str(guideline_index_dir),
         CAREBOT_WEB_PORT=str(port),
+        CAREBOT_TRUSTED_PROXIES="127.0.0.1",  # as behind a reverse proxy on the same host
     )
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen(
@@ -78,7 +79,7 @@ def test_every_response_carries_security_headers(server: str, path: str) -> None
     if not path.startswith("/static/"):
         assert res.headers["cache-control"] == "no-store"  # patients' words stay off caches
     assert "strict-transport-security" not in res.headers  # plain HTTP: no HSTS promise
-    # Behind a proxy that terminated HTTPS (uvicorn trusts it on loopback), HSTS is sent.
+    # Behind a proxy that terminated HTTPS (configured as trusted), HSTS is sent.
     proxied = httpx.get(f"{server}{path}", headers={"X-Forwarded-Proto": "https"})
     assert proxied.headers["strict-transport-security"].startswith("max-age=31536000")
 

@@ -85,6 +85,46 @@ def test_the_server_issues_the_chat_and_a_body_cannot_name_another(live: LiveSer
         assert [m["role"] for m in mine] == ["patient", "bot"] and mine[0]["text"] == SORE
 
 
+def test_a_chat_opens_only_with_a_token_this_server_issued(live: LiveServer) -> None:
+    with client(live) as alice:
+        say(alice, SORE, consent=True)
+        issued = alice.cookies.get(COOKIE)
+        assert issued is not None and "." in issued
+    raw, _, signature = issued.partition(".")
+    # Someone plants a value of their choosing (or alters an issued one) in a patient's
+    # browser, to read later what the patient writes: each opens a fresh, empty chat, and
+    # the browser is given a token of the server's own instead.
+    planted_values = [
+        "a" * 20,  # a 20-character value: opened a chat before
+        "x" * 43,
+        f"{raw}.{'A' * len(signature)}",  # a real token's first half, a forged signature
+        f"{raw[:-1]}{'B' if raw[-1] != 'B' else 'C'}.{signature}",  # one character changed
+        f"{raw}.",
+        "",
+    ]
+    for planted in planted_values:
+        with client(live) as victim:
+            if planted:
+                victim.cookies.set(COOKIE, planted, domain=httpx.URL(live.url).host)
+            res = victim.get("/api/history")
+            assert res.json()["messages"] == [], planted
+            fresh = res.cookies.get(COOKIE)
+            assert fresh is not None and fresh != planted, planted
+            say(victim, "my private words", consent=True)
+        with client(live) as planter:
+            if planted:
+                planter.cookies.set(COOKIE, planted, domain=httpx.URL(live.url).host)
+            theirs = planter.get("/api/history").json()["messages"]
+            assert all("my private words" not in m["text"] for m in theirs), planted
+    # The token that was issued still opens its own chat.
+    with client(live) as again:
+        again.cookies.set(COOKIE, issued, domain=httpx.URL(live.url).host)
+        mine = again.get("/api/history").json()["messages"]
+        assert mine and mine[0]["text"] == SORE
+    key = live.runtime.settings.data_dir / "signing.key"
+    assert key.stat().st_mode & 0o077 == 0  # the signing key: CareBot's user alone
+
+
 def test_the_reply_carries_what_the_page_shows_and_no_internals(live: LiveServer) -> None:
     with client(live) as web:
         reply = say(web, CHEST)

@@ -1,8 +1,10 @@
 """The patient's web chat: a full channel over the one engine.
 
-A chat is known by a random token the server issues in an HttpOnly cookie (the page never
-sees it, and a chat id typed into a request body means nothing); the database keeps only its
-SHA-256. The page posts messages (the reply streams back as JSON lines), reads its history,
+A chat is known by a random token the server issues, signed, in an HttpOnly cookie (the page
+never sees it, a chat id typed into a request body means nothing, and a token the server did
+not sign starts a fresh chat: bot/channels/chat_tokens.py); the database keeps only its
+SHA-256. Over HTTPS the cookie carries the `__Host-` prefix, so no other site or subdomain
+can set it. The page posts messages (the reply streams back as JSON lines), reads its history,
 asks for a doctor, deletes its data, and listens on its own event stream for what doctors
 write and for case notices. Every request is bounded: body size, messages per chat and per
 address, and messages in flight (beyond that the red-flag rules still answer at once).
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -23,13 +24,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.channels.chat_tokens import ChatTokens
 from bot.early_warning import Send as Warn
 from bot.models import IncomingMessage, Reply
 from bot.rate_limit import ChatRateLimit
 from bot.runtime import Runtime
 
 CHANNEL = "web"
-COOKIE = "carebot_chat"
+COOKIE = "carebot_chat"  # over plain HTTP (a laptop); over HTTPS it is SECURE_COOKIE
+SECURE_COOKIE = "__Host-carebot_chat"  # Secure, Path=/, no Domain: set by this origin only
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
 MAX_TEXT = 200_000  # characters; longer posts are refused with a clear message
 MAX_BODY = 2 * 1024 * 1024  # bytes: MAX_TEXT characters, JSON-escaped, with room to spare
@@ -154,12 +157,31 @@ class WebLimits:
         self.in_flight = asyncio.Semaphore(s.web_max_concurrent)
 
 
+def _tokens(request: Request) -> ChatTokens:
+    state = request.app.state  # one per app, made on first use
+    tokens: ChatTokens | None = getattr(state, "chat_tokens", None)
+    if tokens is None:
+        tokens = state.chat_tokens = ChatTokens.from_settings(state.runtime.settings)
+    return tokens
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def cookie_name(request: Request) -> str:
+    """The chat cookie's name for this request: `__Host-` prefixed over HTTPS."""
+    return SECURE_COOKIE if _secure(request) else COOKIE
+
+
 def _identity(request: Request) -> tuple[str, str | None]:
-    """The chat of this browser, and a new token to set when it had none."""
-    token = request.cookies.get(COOKIE, "")
-    if 20 <= len(token) <= 128:
+    """The chat of this browser, and a new token to set when it had none (or had a value
+    this server did not issue)."""
+    tokens = _tokens(request)
+    token = request.cookies.get(cookie_name(request), "")
+    if token and tokens.valid(token):
         return chat_of(token), None
-    token = secrets.token_urlsafe(32)
+    token = tokens.issue()
     return chat_of(token), token
 
 
@@ -173,12 +195,12 @@ def remember_chat(response: Response, request: Request) -> str:
 def _remember(response: Response, token: str | None, request: Request) -> None:
     if token is not None:
         response.set_cookie(
-            COOKIE,
+            cookie_name(request),
             token,
             max_age=COOKIE_MAX_AGE_S,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=_secure(request),
             path="/",
         )
 
@@ -329,7 +351,8 @@ def chat_routes(runtime_of: Callable[[Request], Runtime], patients: WebPatients)
         reply = await runtime.engine.forget(_incoming(chat_id, "/forget"))
         response = JSONResponse(public_reply(reply))
         if reply.kind != "error":
-            response.delete_cookie(COOKIE, path="/")  # the next message starts a new chat
+            # The next message starts a new chat.
+            response.delete_cookie(cookie_name(request), path="/", secure=_secure(request))
         return response
 
     return router

@@ -365,8 +365,19 @@ class StaffAccounts:
 
         return await self.storage.run(work)
 
+    async def id_of(self, username: str) -> int | None:
+        """The id of the account called `username`, if there is one."""
+        name = username.strip().lower()
+        row = await self.storage.run(lambda s: _login_view(s, name))
+        return row.id if row is not None else None
+
     async def authenticate(
-        self, username: str, password: str, client: str = "", purpose: str = "login"
+        self,
+        username: str,
+        password: str,
+        client: str = "",
+        purpose: str = "login",
+        known_device: bool = False,
     ) -> LoginResult:
         """Check a username and password, counting failures and locking after too many.
 
@@ -379,7 +390,8 @@ class StaffAccounts:
         name = username.strip().lower()
         now = self.clock()
         row = await self.storage.run(lambda s: _login_view(s, name))
-        if row is None or (row.locked_until is not None and row.locked_until > now):
+        locked = row is not None and row.locked_until is not None and row.locked_until > now
+        if row is None or (locked and not known_device):
             # The typed name is not recorded: people type passwords into it by mistake.
             await PASSWORDS.run(self.passwords.decoy, password)
             right = False
@@ -389,7 +401,9 @@ class StaffAccounts:
         if row is not None and right and self.passwords.needs_rehash(row.password_hash):
             rehashed = await PASSWORDS.run(self.passwords.hash, password)
         result = await self.storage.run(
-            lambda s: self._record_login(s, row, right, rehashed, now, client, purpose)
+            lambda s: self._record_login(
+                s, row, right, rehashed, now, client, purpose, known_device
+            )
         )
         if result.account is not None:
             logger.info("staff account %s signed in", result.account.id)
@@ -406,6 +420,7 @@ class StaffAccounts:
         now: datetime,
         client: str,
         purpose: str,
+        known_device: bool = False,
     ) -> LoginResult:
         def refuse(subject: str, reason: str, **details: object) -> None:
             actor = f"staff:{subject}" if subject != "unknown" else "anonymous"
@@ -426,7 +441,9 @@ class StaffAccounts:
             refuse("unknown", "unknown_user")
             return LoginResult(None, LoginFailure.WRONG)
         subject = str(view.id)
-        if not right:
+        # A known device's wrong passwords are counted on the device (LoginThrottle), not
+        # towards the account's lock, and the lock does not keep it out.
+        if not right and not known_device:
             # The write comes first: it takes SQLite's write lock (PostgreSQL's row lock)
             # before the count is read, so two wrong guesses at once both count.
             s.exec(
@@ -439,7 +456,7 @@ class StaffAccounts:
             refuse("unknown", "unknown_user")
             return LoginResult(None, LoginFailure.WRONG)
         locked_until = aware(row.locked_until)
-        if locked_until is not None and locked_until > now:
+        if locked_until is not None and locked_until > now and not known_device:
             if not right:  # a guess against a locked account does not count towards a new lock
                 row.failed_logins -= 1
                 s.add(row)
@@ -448,9 +465,13 @@ class StaffAccounts:
         if row.disabled:
             refuse(subject, "disabled")
             return LoginResult(None, LoginFailure.DISABLED if right else LoginFailure.WRONG)
+        if not right and known_device:
+            refuse(subject, "wrong_password", known_device=True)
+            return LoginResult(None, LoginFailure.WRONG)
         if not right:
             return self._count_failure(s, row, now, refuse)
-        row.locked_until = None
+        if not known_device:
+            row.locked_until = None
         if row.totp_secret is None:
             # With two-step sign-in the count goes on until the code is right too: a thief
             # who has the password cannot reset it between guesses at the code.

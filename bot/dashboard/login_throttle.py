@@ -6,7 +6,9 @@ address, a limit for all addresses together (a distributed guesser, or a flood m
 the password pool busy), and a lock per address and username (a typo-prone doctor locks only
 themselves out, on their own device; an attacker elsewhere cannot lock them out). The
 account-wide lock (StaffAccounts) stays as the backstop against guessing from many
-addresses, with a higher threshold.
+addresses, with a higher threshold. A browser the account signed in from before (a known
+device, bot/dashboard/known_devices.py) is counted on its own instead: strangers filling the
+address or overall limits, or locking the account, do not lock its owner out of it.
 
 Counts live in this process's memory: a restart forgets them (the account-wide lock, in the
 database, does not), and several workers each count their own share.
@@ -44,24 +46,34 @@ class LoginThrottle:
         self._overall = ChatRateLimit(p.overall, p.window_s, clock)
         self._failures = ChatRateLimit(p.per_name_failures - 1, p.window_s, clock)
 
-    def admit(self, client: str, username: str) -> int:
-        """Record an attempt; 0 when it may proceed, else the seconds to wait."""
-        name_key = f"{client}\n{username.strip().lower()}"
+    def admit(self, client: str, username: str, device: str | None = None) -> int:
+        """Record an attempt; 0 when it may proceed, else the seconds to wait. `device` is
+        the key of a known device of that account: only its own failures count then."""
+        name_key = self._key(client, username, device)
         if self._failures.over(name_key):
             return self._wait(self._failures.wait_s(name_key))
+        if device is not None:
+            return 0
         if self._clients.check(client) != "ok":
             return self._wait(self._clients.wait_s(client))
         if self._overall.check("*") != "ok":
             return self._wait(self._overall.wait_s("*"))
         return 0
 
-    def failed(self, client: str, username: str) -> None:
-        """A wrong password for `username` from `client`."""
-        self._failures.check(f"{client}\n{username.strip().lower()}")
+    def failed(self, client: str, username: str, device: str | None = None) -> None:
+        """A wrong password for `username` from `client` (or from a known device)."""
+        self._failures.check(self._key(client, username, device))
 
-    def succeeded(self, client: str, username: str) -> None:
-        """A right password: that address's failures for that name are forgotten."""
-        self._failures.forget(f"{client}\n{username.strip().lower()}")
+    def succeeded(self, client: str, username: str, device: str | None = None) -> None:
+        """A right password: that address's (or device's) failures for that name are
+        forgotten."""
+        self._failures.forget(self._key(client, username, device))
+
+    @staticmethod
+    def _key(client: str, username: str, device: str | None) -> str:
+        if device is not None:
+            return f"device\n{device}"
+        return f"{client}\n{username.strip().lower()}"
 
     @staticmethod
     def _wait(seconds: float) -> int:

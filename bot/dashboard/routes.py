@@ -22,6 +22,7 @@ from bot.dashboard.guards import (
     Denied,
 )
 from bot.dashboard.guards import signed_in as current_sign_in
+from bot.dashboard.known_devices import cookie_name as device_cookie
 from bot.dashboard.roles import Role
 from bot.dashboard.services import DashboardServices, services
 from bot.dashboard.sessions import (
@@ -55,6 +56,14 @@ def _login_client(request: Request, csrf_token: str) -> str:
     if not csrf.matches(request.cookies.get(csrf.LOGIN_COOKIE), csrf_token):
         raise Denied(403, "The sign-in form has expired. Reload the page and try again.")
     return _client(request)
+
+
+async def _known_device(request: Request, svc: DashboardServices, username: str) -> str | None:
+    """The key of this browser when it signed in to `username`'s account before."""
+    known = svc.devices.known(request.cookies.get(device_cookie(request)))
+    if known is None or known[0] != await svc.accounts.id_of(username):
+        return None
+    return known[1]
 
 
 def _next(target: str) -> str:
@@ -117,17 +126,20 @@ async def login(
     next_: Annotated[str, Form(alias="next", max_length=512)] = "/dashboard",
 ) -> Response:
     client = _login_client(request, csrf_token)
+    device = await _known_device(request, svc, username)
     # Counted before the password is checked: a flood never reaches argon2.
-    wait_s = svc.throttle.admit(client, username)
+    wait_s = svc.throttle.admit(client, username, device)
     if wait_s:
         return _login_form(request, svc, next_, username, wait_s=wait_s)
-    result = await svc.accounts.authenticate(username, password, client)
+    result = await svc.accounts.authenticate(
+        username, password, client, known_device=device is not None
+    )
     if result.account is None:
         # One answer for every refusal (wrong, unknown, locked, disabled): the page never
         # tells a stranger which usernames exist.
-        svc.throttle.failed(client, username)
+        svc.throttle.failed(client, username, device)
         return _login_form(request, svc, next_, username, failed=True)
-    svc.throttle.succeeded(client, username)
+    svc.throttle.succeeded(client, username, device)
     if result.account.two_factor:
         # The password is right; the sign-in begins only once a code from the app is too.
         response = RedirectResponse(f"/dashboard/login/code?next={_next(next_)}", 303)
@@ -148,6 +160,7 @@ async def _signed_in(
         target = "/dashboard/account?changed=security"
     response = RedirectResponse(target, 303)
     set_session_cookie(response, await svc.sessions.start(account), _https(request))
+    svc.devices.remember(response, request, account.id)
     response.delete_cookie(csrf.LOGIN_COOKIE, path="/dashboard/login")
     clear_challenge_cookie(response, _https(request))
     return response
@@ -171,11 +184,14 @@ async def login_code(
     next_: Annotated[str, Form(alias="next", max_length=512)] = "/dashboard",
 ) -> Response:
     client = _login_client(request, csrf_token)
-    wait_s = svc.throttle.admit(client, "")  # codes count towards the address's attempts
+    known = svc.devices.known(request.cookies.get(device_cookie(request)))
+    device = known[1] if known else None
+    # Codes count towards the address's attempts (a known device's: towards its own).
+    wait_s = svc.throttle.admit(client, "", device)
     if wait_s:
         return _login_form(request, svc, next_, wait_s=wait_s, step="code")
     token = request.cookies.get(CHALLENGE_COOKIE, "")
-    result = await svc.two_factor.answer(token, code, client)
+    result = await svc.two_factor.answer(token, code, client, known_device=device is not None)
     if result.outcome is ChallengeOutcome.PASSED and result.account is not None:
         return await _signed_in(request, svc, result.account, next_)
     if result.outcome is ChallengeOutcome.WRONG:

@@ -10,6 +10,7 @@ from bot.cases.service import CaseService
 from bot.dashboard.accounts import LockoutPolicy, StaffAccounts
 from bot.dashboard.actions import CaseActions
 from bot.dashboard.case_reads import CaseReads
+from bot.dashboard.known_devices import KnownDevices
 from bot.dashboard.login_throttle import LoginThrottle, ThrottlePolicy
 from bot.dashboard.pages import Pages
 from bot.dashboard.prompt_console import PromptConsole
@@ -19,6 +20,7 @@ from bot.dashboard.telegram_link import TelegramLinks
 from bot.dashboard.two_factor import TwoFactor
 from bot.prompt_preview import PromptPreview
 from bot.runtime import Runtime
+from bot.signing import Signer
 from bot.triage.rules import TriageRules
 
 
@@ -37,6 +39,7 @@ class DashboardServices:
     links: TelegramLinks
     two_factor: TwoFactor
     reauth: Reauth
+    devices: KnownDevices
     pages: Pages
     heartbeat_s: float
     doctors_chat_configured: bool
@@ -71,6 +74,7 @@ class DashboardServices:
             links=TelegramLinks(runtime.storage),
             two_factor=two_factor,
             reauth=Reauth(accounts, two_factor),
+            devices=KnownDevices(Signer.of(settings, "known-device")),
             pages=pages,
             heartbeat_s=settings.dashboard_heartbeat_s,
             doctors_chat_configured=settings.doctors_chat_id is not None,

@@ -215,7 +215,9 @@ class TwoFactor:
         used up: for a sign-in outside the browser, and for re-confirming who is acting."""
         return await self._spend(account.id, code, client)
 
-    async def _spend(self, staff_id: int, code: str, client: str = "") -> bool:
+    async def _spend(
+        self, staff_id: int, code: str, client: str = "", known_device: bool = False
+    ) -> bool:
         """True if `code` is right for the account and newer than any code used before (or is
         one of its unused recovery codes); it is then used up (two requests with one code: the
         database lets only one through). A wrong code counts against the account, as a wrong
@@ -228,7 +230,7 @@ class TwoFactor:
             if row is None or row.totp_secret is None or row.disabled:
                 return False
             locked = aware(row.locked_until)
-            if locked is not None and locked > now:
+            if locked is not None and locked > now and not known_device:
                 return False
             if recovery is not None:
                 return _spend_recovery(s, row, recovery, now, client, self.policy)
@@ -311,7 +313,9 @@ class TwoFactor:
         await self.storage.run(work)
         return token
 
-    async def answer(self, token: str, code: str, client: str = "") -> ChallengeResult:
+    async def answer(
+        self, token: str, code: str, client: str = "", known_device: bool = False
+    ) -> ChallengeResult:
         """Check the code given for a challenge; the challenge ends when it passes, expires
         or has had its tries."""
         now = self.clock()
@@ -334,7 +338,7 @@ class TwoFactor:
         if found is None:
             return ChallengeResult(ChallengeOutcome.OVER)
         challenge_id, staff_id = found
-        passed = await self._spend(staff_id, code, client)
+        passed = await self._spend(staff_id, code, client, known_device)
         return await self.storage.run(
             lambda s: self._settle(s, challenge_id, staff_id, passed, client)
         )

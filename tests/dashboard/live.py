@@ -31,6 +31,7 @@ from bot.dashboard.roles import Role
 from bot.llm.base import LLMBackend
 from bot.models import IncomingMessage, Reply
 from bot.runtime import Runtime, build_runtime
+from bot.serve import proxy_options
 from bot.storage.tables import Escalation, Message
 from tests.servers import free_port
 
@@ -65,6 +66,7 @@ class LiveServer:
                 port=self.port,
                 log_level="warning",
                 timeout_graceful_shutdown=2,  # open event streams must not hold shutdown up
+                **proxy_options(self.settings),  # as `carebot serve` runs it
             )
             self._server = uvicorn.Server(config)
             await self._server.serve()

@@ -51,6 +51,13 @@ def test_addresses_and_everyone_together_are_limited_before_argon2() -> None:
     assert throttle.admit("a", "user9") > 0  # a fourth name from the same address
     assert throttle.admit("b", "x") == 0 and throttle.admit("c", "x") == 0
     assert throttle.admit("d", "x") > 0  # the overall limit: a guesser with many addresses
+    # A known device of the account is counted on its own: the full limits do not stop it,
+    # its own five failures do.
+    assert throttle.admit("a", "user1", device="k1") == 0
+    for _ in range(5):
+        throttle.failed("a", "user1", device="k1")
+    assert throttle.admit("a", "user1", device="k1") > 0
+    assert throttle.admit("a", "user1", device="k2") == 0  # another known browser
 
 
 def test_a_sign_in_ends_after_its_lifetime_however_busy(live: LiveServer) -> None:
