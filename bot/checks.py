@@ -9,6 +9,7 @@ from langchain_core.messages import HumanMessage
 from bot.config import Settings
 from bot.errors import CareBotError
 from bot.runtime import Runtime, build_runtime
+from bot.transport import unencrypted
 from bot.workers import RETRIEVAL
 
 
@@ -20,6 +21,8 @@ async def run_checks(settings: Settings, say: Callable[[str], None]) -> bool:
         say(f"FAIL start-up: {exc}")
         return False
     ok = True
+    for line in unencrypted(settings):  # works, but patients' words travel in clear
+        say(f"warn unencrypted: {line}")
     try:
         checks = [
             ("database", runtime.storage.ping()),

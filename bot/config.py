@@ -21,7 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.errors import ConfigError
 from bot.storage.encryption import parse_keys
 
-WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Telegram's alphabet for secret_token; 32 characters or more, or it can be guessed.
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{32,256}")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +64,12 @@ class Settings(BaseSettings):
         "outcome notes): comma-separated Fernet keys from `carebot keys new`; the first "
         "encrypts, all decrypt (rotate: put a new key first, run `carebot keys rotate`, then "
         "drop the old one). Unset: stored in clear.",
+    )
+    require_tls: bool = Field(
+        default=False,
+        description="Refuse to start when a connection to another host (database, Redis, LLM "
+        "server, Chroma, Bot API) would not be encrypted. Off: such connections are named in "
+        "a warning at start-up and by `carebot check`.",
     )
     trusted_proxies: str = Field(
         default="",
@@ -348,6 +355,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("telegram_webhook_url", "dashboard_url")
+    @classmethod
+    def _https_outside_loopback(cls, value: str | None) -> str | None:
+        # Patients' updates and staff sign-ins travel these: clear text only on this host.
+        if value is not None and value.startswith("http://") and not is_loopback_url(value):
+            raise ValueError("must start with https:// (http:// only for 127.0.0.1/localhost)")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -410,7 +425,10 @@ class Settings(BaseSettings):
     def _webhook_secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
         # Telegram's own rule for secret_token; checked here so the error can hide the value.
         if value is not None and not WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
-            raise ValueError("use 1-256 letters, digits, '_' or '-'")
+            raise ValueError(
+                "use 32-256 letters, digits, '_' or '-' (for example the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -453,3 +471,18 @@ def load_settings(**overrides: object) -> Settings:
 
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` points at this host (localhost, 127.0.0.0/8, ::1) or a Unix socket."""
+    from urllib.parse import urlsplit
+
+    if url.startswith("unix://"):
+        return True
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -7,8 +7,9 @@ from typing import Protocol
 
 from bot import caches
 from bot.early_warning import EarlyWarning, Send
-from bot.errors import MemoryUnavailable, StorageUnavailable
+from bot.errors import StorageUnavailable
 from bot.memory.base import SessionStore, Turn
+from bot.memory.erasure import MemoryErasure
 from bot.models import ChatState, IncomingMessage, RedFlagHit, Reply, TriageLevel, Warned
 from bot.prompts import PromptLibrary
 from bot.replies import (
@@ -197,16 +198,15 @@ class ConversationEngine:
                 erased = await self.storage.forget_patient(msg.channel, msg.user_id)
             except StorageUnavailable:
                 return Reply(text=self._text("forget_failed", language), kind="error")
-            try:
-                await self.sessions.forget(msg.chat_key)
-            except MemoryUnavailable:
-                # Session memory expires by itself (CAREBOT_SESSION_TTL_S); say so honestly.
-                logger.warning("forget: session memory unavailable; it will expire")
+            keys = sorted({msg.chat_key, *erased.chat_keys})
+            # Session memory down: recorded and retried until it is gone, and said so.
+            done = await MemoryErasure(self.storage, self.sessions).forget(keys)
             caches.clear_all()
             if self.cases is not None and erased.case_ids:
                 await self.cases.forgotten(erased)
             logger.info("forgot a patient: %s", erased.counts)
-            return Reply(text=self._text("forgotten", language), kind="notice")
+            key = "forgotten" if done else "forgotten_memory_pending"
+            return Reply(text=self._text(key, language), kind="notice")
 
     async def _process(
         self, msg: IncomingMessage, stored: StoredIncoming, on_delta: OnDelta | None

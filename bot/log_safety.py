@@ -21,7 +21,14 @@ BOT_TOKEN = re.compile(r"\b\d{5,16}:[A-Za-z0-9_-]{30,}")
 # Libraries whose lower levels carry secrets or patient text, and the least level kept:
 # httpx and httpcore log each request URL (a Bot API URL holds the token) at INFO and DEBUG;
 # python-telegram-bot logs whole Bot API results, patients' messages included, at DEBUG.
-QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "telegram": logging.INFO}
+# openai 3.x ships its own copies of both as httpx2 and httpcore2, with the same habits.
+QUIET_LOGGERS = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "httpx2": logging.WARNING,
+    "httpcore2": logging.WARNING,
+    "telegram": logging.INFO,
+}
 
 
 class RedactSecrets(logging.Filter):
@@ -29,13 +36,23 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        # Short values would redact ordinary words; real secrets are long.
-        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        unique = {s for s in secrets if s}
+        self.secrets = sorted((s for s in unique if len(s) >= 6), key=len, reverse=True)
+        # A short secret (a weak database password) is still a secret: it is redacted where
+        # it stands as a word of its own, so it does not eat ordinary words that contain it.
+        short = sorted((s for s in unique if len(s) < 6), key=len, reverse=True)
+        self._short = (
+            re.compile("|".join(rf"(?<![\w]){re.escape(s)}(?![\w])" for s in short))
+            if short
+            else None
+        )
         self._formatter = logging.Formatter()
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
+        if self._short is not None:
+            text = self._short.sub(REDACTED, text)
         return BOT_TOKEN.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -57,7 +74,8 @@ class RedactSecrets(logging.Filter):
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """The configured secret values (and the password inside each database/Redis URL)."""
+    """The configured secret values (each message key, and the password inside each
+    database/Redis URL)."""
     values = []
     for secret in (
         settings.telegram_bot_token,
@@ -65,11 +83,15 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.llm_api_key,
         settings.database_url,
         settings.redis_url,
+        settings.message_keys,
+        settings.signing_key,
     ):
         if secret is None:
             continue
         value = secret.get_secret_value()
         values.append(value)
+        if secret is settings.message_keys:  # each key on its own, as it may be quoted alone
+            values.extend(key.strip() for key in value.split(","))
         password = re.search(r"://[^:/@]*:([^@]+)@", value)
         if password:
             values.append(password.group(1))

@@ -8,15 +8,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bot import caches
 from bot.cases.service import CaseOptions, CaseService
 from bot.cases.store import CaseStore
 from bot.cases.summary import CaseSummarizer
 from bot.config import Settings
 from bot.engine import ConversationEngine
-from bot.errors import LLMUnavailable, MemoryUnavailable
+from bot.errors import ConfigError, LLMUnavailable, MemoryUnavailable
 from bot.llm.base import LLMBackend
 from bot.llm.factory import build_llm
 from bot.memory.base import SessionStore
+from bot.memory.erasure import MemoryErasure
 from bot.memory.inmemory import InMemorySessionStore
 from bot.memory.redis_store import RedisSessionStore
 from bot.prompt_store import PromptReloader, PromptStore
@@ -24,8 +26,9 @@ from bot.prompts import PromptLibrary
 from bot.replies import EngineOptions
 from bot.storage import encryption
 from bot.storage.migrate import upgrade
-from bot.storage.repository import Storage, make_engine, owner_only_folder
+from bot.storage.repository import Forgotten, Storage, make_engine, owner_only_folder
 from bot.storage.retention import Retention
+from bot.transport import unencrypted
 from bot.triage.classifier import TriageClassifier
 from bot.triage.criteria import CriteriaBook
 from bot.triage.rules import TriageRules
@@ -51,6 +54,13 @@ class Runtime:
     cases: CaseService
     prompt_store: PromptStore
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def patient_erased(self, forgotten: Forgotten) -> None:
+        """After the retention job erased a patient's rows, as /forget does: session memory
+        (recorded and retried while it is down), caches, the bot's messages to doctors."""
+        await MemoryErasure(self.storage, self.sessions).forget(forgotten.chat_keys)
+        caches.clear_all()
+        await self.cases.forgotten(forgotten)
 
     async def aclose(self) -> None:
         """Stop channels, close connections and release the model."""
@@ -131,6 +141,11 @@ def build_triage(
 
 async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Runtime:
     """Migrate the database, connect memory, load prompts, rules, guidelines and the LLM."""
+    plain = unencrypted(settings)
+    if plain and settings.require_tls:
+        raise ConfigError("CAREBOT_REQUIRE_TLS is on, but not encrypted: " + "; ".join(plain))
+    for line in plain:
+        logger.warning("unencrypted connection to another host: %s", line)
     owner_only_folder(settings.data_dir)
     encryption.configure(settings.message_keys)
     db = make_engine(settings.sqlalchemy_url)
@@ -191,11 +206,12 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     reloading = asyncio.create_task(reloader.run(), name="prompt-reload")
     retention = Retention(storage, settings.retention_days)
     purging = asyncio.create_task(
-        retention.run(RETENTION_EVERY_S, cases.forgotten), name="retention"
+        retention.run(RETENTION_EVERY_S, runtime.patient_erased), name="retention"
     )
+    retrying = asyncio.create_task(MemoryErasure(storage, sessions).run(), name="erasure-retry")
 
     async def stop_cases() -> None:
-        for task in (deadlines, reloading, purging):
+        for task in (deadlines, reloading, purging, retrying):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

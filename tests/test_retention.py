@@ -24,6 +24,7 @@ from bot.storage.tables import (
     Message,
     Patient,
 )
+from tests.conftest import RuntimeFactory
 
 LONG_AGO = timedelta(days=400)
 
@@ -147,3 +148,83 @@ async def test_the_running_job_hands_erased_patients_on(storage: Storage) -> Non
     finally:
         task.cancel()
     assert len(handed) == 1 and handed[0].case_ids
+
+
+async def test_forget_while_session_memory_is_down_is_honest_and_finished_later(
+    make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    from redis import Redis
+
+    from bot.memory.erasure import MemoryErasure
+    from tests.servers import RedisServer
+
+    (tmp_path / "redis-erasure").mkdir()
+    redis = RedisServer(tmp_path / "redis-erasure")
+    try:
+        rt = await make_runtime(redis_url=redis.url)
+        msg = IncomingMessage(
+            channel="telegram",
+            chat_id="555",
+            user_id="555",
+            message_id="1",
+            text="I have had a sore throat for two days",
+            consent=True,
+        )
+        await rt.engine.handle(msg)
+        probe = Redis.from_url(redis.url, decode_responses=True)
+        assert any("telegram:555" in k for k in probe.keys("*"))  # the words are in Redis
+        os.kill(redis.proc.pid, signal.SIGSTOP)  # Redis hangs: every call times out
+        try:
+            forget = msg.model_copy(update={"message_id": "2", "text": "/forget"})
+            reply = await rt.engine.forget(forget)
+            # Not "deleted" while a copy is still there: the patient is told the truth.
+            assert "could not be reached just now" in reply.text
+            eraser = MemoryErasure(rt.storage, rt.sessions)
+            assert await eraser.pending() == ["telegram:555"]
+            assert await eraser.retry() == 1  # still down: still pending (and recorded)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        for _ in range(20):  # Redis is back: the next round (every minute) erases the copy
+            if await eraser.retry() == 0:
+                break
+            await asyncio.sleep(0.2)
+        assert not any("telegram:555" in k for k in probe.keys("*"))
+        assert await eraser.pending() == []
+        probe.close()
+    finally:
+        redis.stop()
+
+
+async def test_the_retention_job_clears_session_memory_and_caches_too(
+    make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    from redis import Redis
+
+    from tests.servers import RedisServer
+
+    (tmp_path / "redis-retention").mkdir()
+    redis = RedisServer(tmp_path / "redis-retention")
+    try:
+        rt = await make_runtime(redis_url=redis.url, retention_days=30)
+        msg = IncomingMessage(
+            channel="telegram",
+            chat_id="556",
+            user_id="556",
+            message_id="1",
+            text="I have had a sore throat for two days",
+            consent=True,
+        )
+        await rt.engine.handle(msg)
+        probe = Redis.from_url(redis.url, decode_responses=True)
+        assert any("telegram:556" in k for k in probe.keys("*"))
+        later = Retention(rt.storage, 30, clock=lambda: utcnow() + timedelta(days=31))
+        report = await later.purge()
+        assert report.patients == 1 and report.erased[0].chat_keys == ["telegram:556"]
+        await rt.patient_erased(report.erased[0])  # what the retention task hands it to
+        assert not any("telegram:556" in k for k in probe.keys("*"))
+        probe.close()
+    finally:
+        redis.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from tests.fakes import scripted
 from tests.servers import free_port
 
 TOKEN = "987654321:AAH-secret-token-value-for-the-log-scan"
-WEBHOOK_SECRET = "webhook-secret-value-0123456789"
+WEBHOOK_SECRET = "webhook-secret-value-0123456789-abcdef"
 SENTINEL = "Zebulon Quixworth"  # a patient's name: must never be logged
 PASSWORD = "db-password-value-x9"
 
@@ -122,3 +123,77 @@ def test_secrets_are_usable_but_not_shown() -> None:
     assert settings.sqlalchemy_url == url  # what the database engine is given
     shown = repr(settings) + str(settings.model_dump())
     assert TOKEN not in shown and PASSWORD not in shown
+
+
+def test_weak_secrets_and_clear_text_urls_are_refused() -> None:
+    for weak in ("q", "s3cret-token", "a" * 31):  # Telegram would take them; a guesser too
+        with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_SECRET") as bad:
+            load_settings(telegram_webhook_secret=weak)
+        assert "32-256" in str(bad.value) and f"'{weak}'" not in str(bad.value)
+    assert load_settings(telegram_webhook_secret="a" * 32).telegram_webhook_secret is not None
+    for name in ("telegram_webhook_url", "dashboard_url"):
+        with pytest.raises(ConfigError, match="https://"):
+            load_settings(telegram_webhook_secret=WEBHOOK_SECRET, **{name: "http://bot.org/x"})
+        for local in ("http://127.0.0.1:8443/x", "http://localhost/x", "https://carebot.org/x"):
+            with_secret = load_settings(telegram_webhook_secret=WEBHOOK_SECRET, **{name: local})
+            assert getattr(with_secret, name) == local
+
+
+def test_message_keys_short_passwords_and_new_http_loggers_stay_out_of_logs() -> None:
+    from cryptography.fernet import Fernet
+
+    from bot.log_safety import RedactSecrets, secrets_of
+
+    first, second = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings = load_settings(
+        message_keys=f"{first},{second}",
+        database_url="postgresql://carebot:pw9@db.example:5432/carebot?sslmode=require",
+        signing_key="k" * 40,
+    )
+    redact = RedactSecrets(secrets_of(settings))
+    line = f"rotating {second} (was {first}); password pw9 for db; signed with {'k' * 40}"
+    cleaned = redact.redact(line)
+    assert first not in cleaned and second not in cleaned and "k" * 40 not in cleaned
+    assert "pw9 " not in cleaned and cleaned.count("[redacted]") == 4
+    assert redact.redact("upw9x stays a word") == "upw9x stays a word"  # only the word itself
+    protect_logs(settings)
+    for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING
+
+
+async def test_connections_to_other_hosts_without_tls_are_named_or_refused(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.runtime import build_runtime
+    from bot.transport import unencrypted
+
+    plain = load_settings(
+        data_dir=tmp_path,
+        database_url=f"postgresql://carebot:{PASSWORD}@db.example:5432/carebot",
+        redis_url=f"redis://:{PASSWORD}@cache.example:6379/0",
+        llm_backend="openai",
+        llm_base_url="http://gpu.example:8000/v1",
+        chroma_url="http://chroma.example:8000",
+    )
+    found = unencrypted(plain)
+    assert [line.split(":")[0] for line in found] == [
+        "database (PostgreSQL)",
+        "Redis",
+        "LLM server",
+        "Chroma",
+    ]
+    assert all(PASSWORD not in line for line in found)
+    secure = load_settings(
+        database_url=f"postgresql://carebot:{PASSWORD}@db.example/carebot?sslmode=verify-full",
+        redis_url=f"rediss://:{PASSWORD}@cache.example:6379/0",
+        llm_backend="openai",
+        llm_base_url="https://gpu.example/v1",
+        chroma_url="http://127.0.0.1:8000",  # this host: fine
+    )
+    assert unencrypted(secure) == []
+    # Required: CareBot does not start rather than send patients' words in clear.
+    strict = load_settings(
+        data_dir=tmp_path, redis_url="redis://cache.example:6379/0", require_tls=True
+    )
+    with pytest.raises(ConfigError, match="Redis: use rediss://"):
+        await build_runtime(strict)

@@ -339,25 +339,28 @@ async def test_doctor_and_language_commands(start: Start, api: BotAPIServer) -> 
     assert rows(rt, Patient)[0].language == "zh"
 
 
+HOOK_SECRET = "s3cret-token-for-this-test-0123456789"
+
+
 async def test_webhook_mode_checks_the_secret_token(start: Start, api: BotAPIServer) -> None:
     port = free_port()
     await start(
         telegram_webhook_url=f"http://127.0.0.1:{port}/telegram-hook",
         telegram_webhook_listen=f"127.0.0.1:{port}",
-        telegram_webhook_secret="s3cret-token",
+        telegram_webhook_secret=HOOK_SECRET,
     )
     hook = [p for m, p in api.calls if m == "setWebhook"][-1]
-    assert hook["secret_token"] == "s3cret-token"
+    assert hook["secret_token"] == HOOK_SECRET
     update = {"update_id": 500, "message": private_message(1, 91, text="/help")}
     assert await asyncio.to_thread(api.post_to_webhook, update, "wrong-secret") == 403
     assert await asyncio.to_thread(api.post_to_webhook, update, None) == 403
     await settle(api, 0.5)
     assert api.texts(91) == []
-    assert await asyncio.to_thread(api.post_to_webhook, update, "s3cret-token") == 200
+    assert await asyncio.to_thread(api.post_to_webhook, update, HOOK_SECRET) == 200
     texts = await replies(api, 91, 1)
     assert "/doctor" in texts[0]
     assert (
-        await asyncio.to_thread(api.post_to_webhook, update, "s3cret-token") == 200
+        await asyncio.to_thread(api.post_to_webhook, update, HOOK_SECRET) == 200
     )  # Telegram redelivers
     await settle(api, 0.5)
     assert len(api.texts(91)) == 1

@@ -454,6 +454,7 @@ class Forgotten:
     counts: dict[str, int] = field(default_factory=dict)
     case_ids: list[int] = field(default_factory=list)
     doctor_messages: list[tuple[int, int]] = field(default_factory=list)  # (chat, message)
+    chat_keys: list[str] = field(default_factory=list)  # session memory to erase too
 
 
 REDACTED = {"redacted": "patient erased"}
@@ -517,7 +518,8 @@ def forget_patient_rows(s: Session, channel: str, user_id: str, by: str = "patie
     s.delete(patient)
     s.add(audit_event(by, "patient.forgotten", "patient", patient.pseudonym, **counts))
     s.commit()
-    return Forgotten(counts, case_ids, [(m.chat_id, m.message_id) for m in sent])
+    keys = sorted({f"{channel}:{chat_id}" for chat_id in chat_ids})
+    return Forgotten(counts, case_ids, [(m.chat_id, m.message_id) for m in sent], keys)
 
 
 def open_case(

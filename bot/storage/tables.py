@@ -250,6 +250,18 @@ class StaffRecoveryCode(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
+class PendingErasure(SQLModel, table=True):
+    """A patient's session memory that could not be erased when they (or the retention job)
+    were: retried until the memory store confirms it (bot/memory/erasure.py)."""
+
+    __tablename__ = "pending_erasures"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_key: str = Field(max_length=200, index=True)
+    requested_at: datetime = _ts(nullable=False)
+
+
 class PromptVersion(SQLModel, table=True):
     """A published version of a prompt; the files in prompts/ are version 1."""
 
