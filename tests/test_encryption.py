@@ -139,3 +139,88 @@ def test_a_bad_key_is_refused_at_start_without_echoing_it() -> None:
         load_settings(message_keys=f"{K1},not-a-key-but-a-secret-nonetheless")
     assert "key 2 is not a Fernet key" in str(err.value)
     assert "not-a-key" not in str(err.value) and K1 not in str(err.value)
+
+
+async def test_case_reasons_second_factor_secrets_and_session_memory_are_sealed_too(
+    make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    from redis import Redis
+
+    from bot.dashboard.accounts import StaffAccounts
+    from bot.dashboard.roles import Role
+    from bot.dashboard.two_factor import TwoFactor
+    from tests.servers import RedisServer
+
+    (tmp_path / "redis").mkdir()
+    redis = RedisServer(tmp_path / "redis")
+    try:
+        rt = await make_runtime(scripted(GROUNDED), message_keys=K1, redis_url=redis.url)
+        await rt.engine.handle(incoming(SECRET, consent=True))
+        reply = await rt.engine.handle(incoming("I am pregnant and bleeding heavily"))
+        assert reply.level is TriageLevel.EMERGENCY
+        # The case's reasons (a rule id such as a pregnancy warning, beside the patient id).
+        with Session(rt.storage.engine) as s:
+            (case,) = s.exec(select(Escalation)).all()
+        assert case.reasons and all(isinstance(r, str) for r in case.reasons)
+        stored = raw(rt.storage, "SELECT reasons FROM escalations")
+        assert stored and all(v.startswith('{"sealed": "fernet:') for v in stored)
+        assert all("PREG" not in v and "EM-" not in v for v in stored)
+        # A second-factor secret: a copied database mints no codes.
+        account = await StaffAccounts(rt.storage).add("ann", "Dr Ann", Role.DOCTOR, "x" * 12)
+        secret = (await TwoFactor(rt.storage).begin(account)).secret
+        sealed = raw(rt.storage, "SELECT totp_pending_secret FROM staff_users")
+        assert sealed and sealed[0].startswith(PREFIX) and secret not in sealed[0]
+        assert await TwoFactor(rt.storage).pending(account) is not None  # still usable
+        # Session memory in Redis: sealed with the same keys.
+        probe = Redis.from_url(redis.url, decode_responses=True)
+        entries = [v for k in probe.keys("*session*") for v in probe.lrange(k, 0, -1)]
+        assert entries and all(v.startswith(PREFIX) for v in entries)
+        assert all("Hortensia" not in v for v in entries)
+        history = await rt.sessions.history(incoming("x").chat_key)
+        assert any("Hortensia" in t.text for t in history)  # read back through the keys
+        # After the key is replaced (and the old one dropped), old entries are a cache miss,
+        # never an error and never ciphertext shown; `keys rotate` drops them.
+        encryption.configure(SecretStr(K2))
+        assert await rt.sessions.history(incoming("x").chat_key) == []
+        probe.close()
+    finally:
+        redis.stop()
+
+
+async def test_keys_rotate_drops_session_memory_sealed_with_old_keys(tmp_path: Path) -> None:
+    from redis import Redis
+
+    from bot.memory.base import Turn
+    from bot.memory.redis_store import RedisSessionStore
+    from tests.servers import RedisServer
+
+    (tmp_path / "redis").mkdir()
+    redis = RedisServer(tmp_path / "redis")
+    try:
+        encryption.configure(SecretStr(K1))
+        store = RedisSessionStore.from_url(redis.url, 3600, 20)
+        await store.append("web:c1", Turn(role="patient", text=SECRET, message_id=1))
+        await store.aclose()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
+        env.pop("REDIS_URL", None)
+        env.update(
+            CAREBOT_DATA_DIR=str(tmp_path / "data"),
+            CAREBOT_MESSAGE_KEYS=f"{K2},{K1}",
+            CAREBOT_REDIS_URL=redis.url,
+        )
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot.cli", "keys", "rotate"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "session memory: 1 cached chat(s) dropped" in out.stdout
+        probe = Redis.from_url(redis.url, decode_responses=True)
+        assert probe.keys("*session*") == []
+        probe.close()
+    finally:
+        redis.stop()

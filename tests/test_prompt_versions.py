@@ -28,7 +28,7 @@ from tests.fakes import scripted
 
 LIBRARY = PromptLibrary(load_settings().prompts_dir)
 ANSWER = LIBRARY.shipped["answer"]
-PASSWORD = "correct horse battery staple 42"
+PASSWORD = "correct horse battery staple 42"  # pragma: allowlist secret
 GROUNDED = "Get urgent help today if your fever has lasted more than three days [1]."
 
 

@@ -21,7 +21,7 @@ from tests.fakes import scripted
 from tests.servers import free_port
 
 TOKEN = "987654321:AAH-secret-token-value-for-the-log-scan"
-WEBHOOK_SECRET = "webhook-secret-value-0123456789-abcdef"
+WEBHOOK_SECRET = "webhook-secret-value-0123456789-abcdef"  # pragma: allowlist secret
 SENTINEL = "Zebulon Quixworth"  # a patient's name: must never be logged
 PASSWORD = "db-password-value-x9"
 
@@ -144,10 +144,12 @@ def test_message_keys_short_passwords_and_new_http_loggers_stay_out_of_logs() ->
 
     from bot.log_safety import RedactSecrets, secrets_of
 
+    weak = "pw9"  # a short database password
+
     first, second = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings = load_settings(
         message_keys=f"{first},{second}",
-        database_url="postgresql://carebot:pw9@db.example:5432/carebot?sslmode=require",
+        database_url=f"postgresql://carebot:{weak}@db.example:5432/carebot?sslmode=require",
         signing_key="k" * 40,
     )
     redact = RedactSecrets(secrets_of(settings))

@@ -160,3 +160,14 @@ def test_upgrading_a_database_with_data_keeps_it_and_its_references(tmp_path: Pa
     with Session(engine) as s, pytest.raises(IntegrityError):  # references still enforced
         s.add(Message(conversation_id=999, direction="in", channel_message_id="x", text="t"))
         s.commit()
+
+
+async def test_the_message_right_after_an_erasure_is_stored(storage: Storage) -> None:
+    # The WAL checkpoint after an erasure answers with a row; left unread, its statement
+    # stayed open on the pooled connection and the next commit failed now and then.
+    for i in range(8):
+        stored = await storage.record_incoming(msg(f"a{i}", "chest pain", user=f"gone{i}"))
+        await storage.open_escalation(stored, TriageLevel.URGENT, ["r"], "triage")
+        await storage.forget_patient("test", f"gone{i}")
+        kept = await storage.record_incoming(msg(f"b{i}", "still here", user=f"next{i}"))
+        assert kept.message_id > 0

@@ -339,7 +339,7 @@ async def test_doctor_and_language_commands(start: Start, api: BotAPIServer) -> 
     assert rows(rt, Patient)[0].language == "zh"
 
 
-HOOK_SECRET = "s3cret-token-for-this-test-0123456789"
+HOOK_SECRET = "s3cret-token-for-this-test-0123456789"  # pragma: allowlist secret
 
 
 async def test_webhook_mode_checks_the_secret_token(start: Start, api: BotAPIServer) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from bot.dashboard.accounts import StaffAccount, StaffAccounts
 from bot.dashboard.two_factor import TwoFactor
 
-WRONG_PASSWORD = "your password is not right (or the account is locked for a while)"
+NOT_YOU = "your password is not right (or the account is locked for a while)"
 WRONG_CODE = "the code from your app (or recovery code) is not right"
 
 
@@ -29,7 +29,7 @@ class Reauth:
         owner is acting; otherwise what to tell them."""
         result = await self.accounts.authenticate(account.username, password, client, "reauth")
         if result.account is None or result.account.id != account.id:
-            return WRONG_PASSWORD
+            return NOT_YOU
         if result.account.two_factor and not await self.two_factor.verify(account, code, client):
             return WRONG_CODE
         return None

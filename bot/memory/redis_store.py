@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from bot.errors import MemoryUnavailable
 from bot.memory.base import SessionStore, Turn
+from bot.storage.encryption import PREFIX, UndecryptableText, cipher
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,7 +74,7 @@ class RedisSessionStore(SessionStore):
 
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, *(t.model_dump_json() for t in turns))
+                pipe.rpush(key, *(_seal(t.model_dump_json()) for t in turns))
                 pipe.ltrim(key, -self.max_turns, -1)
                 pipe.expire(key, self.ttl_s)
                 await pipe.execute()
@@ -87,9 +88,13 @@ class RedisSessionStore(SessionStore):
         turns = []
         for item in raw:
             try:
-                turns.append(Turn.model_validate_json(item))
-            except ValidationError:
-                logger.warning("skipping unreadable history entry")
+                text = item.decode() if isinstance(item, bytes) else item
+                turns.append(Turn.model_validate_json(_open(text)))
+            except (ValidationError, UndecryptableText):
+                # Sealed with a key no longer configured, or damaged: a cache miss, and the
+                # engine rebuilds the history from the database.
+                logger.warning("session memory entry unreadable; rebuilding from the database")
+                return []
         return turns
 
     async def forget(self, chat_key: str) -> None:
@@ -97,9 +102,37 @@ class RedisSessionStore(SessionStore):
         keys = (self._key(chat_key, "state"), self._key(chat_key, "history"))
         await self._call(lambda: self._redis.delete(*keys))
 
+    async def clear_all(self) -> int:
+        """Drop every chat's session memory (after a key rotation: entries sealed with an
+        old key, or stored in clear, must not outlive it). It is a cache; the database keeps
+        the record. Returns how many keys went."""
+
+        async def drop() -> int:
+            gone = 0
+            async for key in self._redis.scan_iter(match=f"{self._ns}:session:*", count=500):
+                gone += int(await self._redis.delete(key))
+            return gone
+
+        return await self._call(drop, probe=True)
+
     async def ping(self) -> None:
         # Health checks ask Redis itself, resting or not (and end a rest when it answers).
         await self._call(self._redis.ping, probe=True)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+def _seal(text: str) -> str:
+    # Patients' words at rest in Redis too, with the database's message keys when set.
+    sealer = cipher()
+    return sealer.seal(text) if sealer is not None else text
+
+
+def _open(item: str) -> str:
+    if not item.startswith(PREFIX):
+        return item  # written before encryption was on
+    sealer = cipher()
+    if sealer is None:
+        raise UndecryptableText("this entry is encrypted: set CAREBOT_MESSAGE_KEYS")
+    return sealer.open(item)

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Column
     from sqlalchemy.engine import Engine
 
+    from bot.config import Settings
     from bot.storage.encryption import TextCipher
 
 keys_app = typer.Typer(help="Keys for encrypting patients' words at rest.", no_args_is_help=True)
@@ -51,6 +52,31 @@ def rotate() -> None:
     finally:
         engine.dispose()
     typer.echo("re-encrypted: " + ", ".join(f"{n} {name}" for name, n in done.items() if n))
+    if settings.redis_url is not None:
+        typer.echo(f"session memory: {_clear_session_memory(settings)}")
+
+
+def _clear_session_memory(settings: Settings) -> str:
+    """Drop Redis session memory: entries sealed with an old key (or in clear) go with it."""
+    import asyncio
+
+    from bot.errors import MemoryUnavailable
+    from bot.memory.redis_store import RedisSessionStore
+
+    assert settings.redis_url is not None
+    store = RedisSessionStore.from_url(
+        settings.redis_url.get_secret_value(), settings.session_ttl_s, settings.history_turns
+    )
+
+    async def clear() -> str:
+        try:
+            return f"{await store.clear_all()} cached chat(s) dropped (rebuilt from the database)"
+        except MemoryUnavailable:
+            return "Redis unreachable: its entries expire by themselves (CAREBOT_SESSION_TTL_S)"
+        finally:
+            await store.aclose()
+
+    return asyncio.run(clear())
 
 
 def sealed_columns() -> list[Column[Any]]:

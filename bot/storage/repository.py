@@ -270,7 +270,10 @@ class Storage:
         for a moment: the next erasure or checkpoint then finishes the job."""
         if self.engine.dialect.name != "sqlite":
             return
-        await self.run(lambda s: s.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")))
+        # The pragma answers with a row: read it, or its statement stays open on the pooled
+        # connection and the next transaction's commit fails ("SQL statements in progress":
+        # the message right after a /forget was lost to the database fallback, now and then).
+        await self.run(lambda s: s.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).all())
 
     async def ping(self) -> None:
         """Check that the database answers."""

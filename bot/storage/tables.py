@@ -88,7 +88,9 @@ class Escalation(SQLModel, table=True):
     conversation_id: int = Field(foreign_key="conversations.id", index=True)
     patient_id: int = Field(foreign_key="patients.id", index=True)
     level: str = Field(max_length=16)
-    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Sealed: a rule id next to a patient ("pregnancy bleeding", "suicidal thoughts") is
+    # health data as much as the words are.
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(SealedJSON, nullable=False))
     summary: str = Field(default="", sa_column=Column(SealedText, nullable=False))
     status: str = Field(default="open", max_length=16, description="open|claimed|resolved|expired")
     opened_by: str = Field(default="triage", max_length=32)
@@ -158,8 +160,11 @@ class StaffUser(SQLModel, table=True):
     )
     # The optional second factor (TOTP): the shared secret once confirmed, the one being set
     # up, and the last time step used (each code works once).
-    totp_secret: str | None = Field(default=None, max_length=64)
-    totp_pending_secret: str | None = Field(default=None, max_length=64)
+    # Sealed with the message keys when they are set: a copied database mints no codes.
+    totp_secret: str | None = Field(default=None, sa_column=Column(SealedText(256), nullable=True))
+    totp_pending_secret: str | None = Field(
+        default=None, sa_column=Column(SealedText(256), nullable=True)
+    )
     totp_last_step: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
