@@ -249,6 +249,12 @@ class Settings(BaseSettings):
     doctors_chat_id: int | None = Field(
         default=None, description="Telegram group where doctors get case alerts and claim them."
     )
+    telegram_patient_text: bool = Field(
+        default=True,
+        description="Doctors' Telegram alerts and relays carry the case summary, the triage "
+        "reasons and the patient's messages. false: none of it reaches Telegram; alerts and "
+        "relays say only the level, the case number and 'open it in the dashboard'.",
+    )
     dashboard_url: str | None = Field(
         default=None,
         description="Public URL of the dashboard, for 'Open in dashboard' links "

@@ -422,3 +422,31 @@ async def test_forget_reaches_doctors_chats_audit_caches_and_the_database_file(
     assert not rt.engine.rules.context._cache
     for path in (tmp_path / "data").glob("carebot.db*"):
         assert b"Zebedee" not in path.read_bytes(), path.name
+
+
+async def test_a_group_that_must_not_hold_health_data_gets_none(
+    api: BotAPIServer, make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    # CAREBOT_TELEGRAM_PATIENT_TEXT=false: alerts and relays say the level, the case and
+    # where to read it; nothing the patient wrote, no summary, no reasons.
+    rt = await start(api, make_runtime, tmp_path, telegram_patient_text=False)
+    api.send_update(private_message(8, PATIENT, text="yes"))  # consent
+    await wait(api, lambda: api.texts(PATIENT), "thanks")
+    api.send_update(private_message(1, PATIENT, text="crushing chest pain and sweating"))
+    await wait(api, lambda: api.texts(DOCTORS), "the alert")
+    await wait(api, lambda: cases(rt) and cases(rt)[0].summary, "the summary")
+    await asyncio.sleep(0.5)  # the alert's edit with the summary, had there been one
+    alert_id, alert = alert_of(api)
+    assert "EMERGENCY" in alert["text"] and "in the dashboard only" in alert["text"]
+    api.send_callback(DR_ADA, f"claim:{cases(rt)[0].id}", message=as_message(api, alert_id))
+    await wait(api, lambda: "claimed by Ada" in api.messages[(DOCTORS, alert_id)]["text"], "claim")
+    api.send_update(private_message(2, PATIENT, text="it is spreading to my left arm"))
+    await wait(api, lambda: any("wrote again" in t for t in api.texts(DR_ADA)), "the notice")
+    staff_texts = api.texts(DOCTORS) + api.texts(DR_ADA)
+    staff_texts += [m["text"] for k, m in api.messages.items() if k[0] in (DOCTORS, DR_ADA)]
+    for words in ("crushing", "sweating", "left arm", "Chief complaint", "EM-"):
+        assert all(words not in t for t in staff_texts), words
+    assert "https://carebot.example.org/dashboard/cases/" in api.texts(DR_ADA)[-1]
+    # Nothing was shown there, so nothing is on record as read there.
+    reads = [e for e in _all(rt, AuditEvent) if e.action == "case.read"]
+    assert all(not e.actor.startswith("telegram-chat:") for e in reads)

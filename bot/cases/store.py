@@ -457,7 +457,12 @@ class CaseStore:
         return await self.storage.run(work)
 
     async def sent_to_doctors(
-        self, case_id: int, chat_id: int, sent: Sequence[HasMessageId], kind: str
+        self,
+        case_id: int,
+        chat_id: int,
+        sent: Sequence[HasMessageId],
+        kind: str,
+        shows_text: bool = True,
     ) -> None:
         """Remember the bot's messages about a case in a doctors' chat (to blank them when the
         patient is erased)."""
@@ -469,7 +474,8 @@ class CaseStore:
                         case_id=case_id, chat_id=chat_id, message_id=message.message_id, kind=kind
                     )
                 )
-            s.add(_shown_in_telegram(case_id, chat_id, kind))
+            if shows_text:
+                s.add(_shown_in_telegram(case_id, chat_id, kind))
             s.commit()
 
         await self.storage.run(work)

@@ -43,6 +43,8 @@ NOT_LINKED = (
     "can act on cases. Link yours: dashboard → Telegram → create a code, then send me "
     "/link CODE in a private chat."
 )
+# Where patient text is kept out of Telegram (CAREBOT_TELEGRAM_PATIENT_TEXT=false).
+NO_TEXT_HERE = "The summary and the patient's words are in the dashboard only: open the case there."
 # What a blanked alert or relay says once its patient is erased (/forget, or retention).
 ERASED = "[deleted: this patient's data was erased]"
 HOLDER_GONE = (
@@ -60,6 +62,11 @@ class DoctorsDesk:
         self.bot, self.cases, self.settings, self.links = bot, cases, settings, links
         self.chat_id = settings.doctors_chat_id
 
+    @property
+    def _shows(self) -> bool:
+        """Whether messages to doctors carry the patient's text (and so are reads on record)."""
+        return self.settings.telegram_patient_text
+
     # --- alerts -------------------------------------------------------------------------
 
     def alert_text(self, view: CaseView) -> str:
@@ -72,7 +79,11 @@ class DoctorsDesk:
             CaseStatus.EXPIRED: "⌛ expired: no doctor in time; the patient was told what to do",
         }[view.status]
         mark = LEVEL_MARK.get(view.level.value, view.level.value.upper())
-        summary = view.summary or "Summary being written… Reasons: " + ", ".join(view.reasons)
+        if not self.settings.telegram_patient_text:
+            # Nothing of the patient's in Telegram: the dashboard shows it, and records who read.
+            summary = NO_TEXT_HERE
+        else:
+            summary = view.summary or "Summary being written… Reasons: " + ", ".join(view.reasons)
         return f"{mark} · case #{view.id} · opened {minutes} min ago\n{state}\n\n{summary}"
 
     def buttons(self, view: CaseView) -> InlineKeyboardMarkup:
@@ -120,23 +131,31 @@ class DoctorsDesk:
                         )
                     )
             await self.cases.store.alert_sent(view.id, sent[-1].message_id)
-            await self.cases.store.sent_to_doctors(view.id, self.chat_id, sent, "alert")
+            await self.cases.store.sent_to_doctors(
+                view.id, self.chat_id, sent, "alert", self._shows
+            )
             return
         with contextlib.suppress(BadRequest):  # "message is not modified" and the like
             await sender.edit_id(old, self.alert_text(view), self.buttons(view))
-            await self.cases.store.shown_to_doctors(view.id, self.chat_id, "alert edited")
+            if self._shows:
+                await self.cases.store.shown_to_doctors(view.id, self.chat_id, "alert edited")
 
     async def _relay_to_doctor(self, event: CaseEvent) -> None:
         view = await self.cases.store.view(event.case_id)
         if view is None or view.status is not CaseStatus.CLAIMED or not event.text:
             return
-        flags = f"\n⚠️ Red flags: {', '.join(event.red_flags)}" if event.red_flags else ""
-        text = f"Patient (case #{view.id}): {event.text}{flags}"
+        if self.settings.telegram_patient_text:
+            flags = f"\n⚠️ Red flags: {', '.join(event.red_flags)}" if event.red_flags else ""
+            text = f"Patient (case #{view.id}): {event.text}{flags}"
+        else:
+            flags = "\n⚠️ It raised a red flag." if event.red_flags else ""
+            url = f"{self.settings.dashboard_base_url}/dashboard/cases/{view.id}"
+            text = f"Patient (case #{view.id}) wrote again: read it in the dashboard, {url}{flags}"
         doctor = await self.links.reachable(view.claimed_by_staff_id)
         if doctor is not None:
             try:
                 sent = await Sender(self.bot, doctor).send(text)
-                await self.cases.store.sent_to_doctors(view.id, doctor, sent, "relay")
+                await self.cases.store.sent_to_doctors(view.id, doctor, sent, "relay", self._shows)
                 return
             except Forbidden:
                 logger.info("case %s: doctor never started the bot; relaying in the group", view.id)
@@ -145,7 +164,9 @@ class DoctorsDesk:
         if self.chat_id is not None:
             alert = await self.cases.store.alert_message(view.id)
             sent = await Sender(self.bot, self.chat_id, reply_to=alert).send(text)
-            await self.cases.store.sent_to_doctors(view.id, self.chat_id, sent, "relay")
+            await self.cases.store.sent_to_doctors(
+                view.id, self.chat_id, sent, "relay", self._shows
+            )
 
     async def _blank(self, messages: list[tuple[int, int]]) -> None:
         """Replace the bot's messages about an erased patient with ERASED, buttons gone.
