@@ -21,6 +21,7 @@ from bot.guideline_commands import register as register_guideline_commands
 from bot.log_safety import protect_logs
 from bot.prompt_commands import register as register_prompt_commands
 from bot.storage import encryption
+from bot.storage.audit_commands import register as register_audit_commands
 from bot.storage.key_commands import register as register_key_commands
 
 if TYPE_CHECKING:
@@ -349,6 +350,7 @@ register_case_commands(app)
 register_prompt_commands(app)
 register_user_commands(app)
 register_key_commands(app)
+register_audit_commands(app)
 
 
 def main() -> None:

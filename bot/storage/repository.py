@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine, delete, select, update
 
+import bot.storage.audit_chain  # noqa: F401  (registers the audit chain's hooks)
 from bot.errors import StorageUnavailable
 from bot.memory.base import Turn
 from bot.models import ChatState, IncomingMessage, Reply, TriageLevel, utcnow

@@ -183,6 +183,23 @@ class AuditEvent(SQLModel, table=True):
     details: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(SealedJSON, nullable=False)
     )
+    # Tamper evidence (bot/storage/audit_chain.py): the digest of the details as written
+    # (details may later be redacted by erasure or retention, the digest stays), and this
+    # event's link in the chain, over the previous event's link.
+    details_digest: str | None = Field(default=None, max_length=64)
+    chain_hash: str | None = Field(default=None, max_length=64)
+
+
+class AuditChainHead(SQLModel, table=True):
+    """The newest link of the audit chain: one row, locked while events are appended, so
+    the chain has one order across processes."""
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int = Field(default=1, primary_key=True)
+    chain_hash: str = Field(max_length=64)
+    event_id: int | None = None
 
 
 class ChannelUpdate(SQLModel, table=True):
