@@ -166,7 +166,9 @@ async def test_case_reasons_second_factor_secrets_and_session_memory_are_sealed_
         assert stored and all(v.startswith('{"sealed": "fernet:') for v in stored)
         assert all("PREG" not in v and "EM-" not in v for v in stored)
         # A second-factor secret: a copied database mints no codes.
-        account = await StaffAccounts(rt.storage).add("ann", "Dr Ann", Role.DOCTOR, "x" * 12)
+        account = await StaffAccounts(rt.storage).add(
+            "ann", "Dr Ann", Role.DOCTOR, "cobalt lantern quietly"
+        )
         secret = (await TwoFactor(rt.storage).begin(account)).secret
         sealed = raw(rt.storage, "SELECT totp_pending_secret FROM staff_users")
         assert sealed and sealed[0].startswith(PREFIX) and secret not in sealed[0]

@@ -15,7 +15,7 @@ from bot.cases.models import AuditLine
 from bot.dashboard.errors import AccountError
 from bot.dashboard.guards import AccountForm, AccountPage
 from bot.dashboard.services import DashboardServices, services
-from bot.dashboard.sessions import SignedIn
+from bot.dashboard.sessions import OpenSignIn, SignedIn
 from bot.dashboard.two_factor import Enrolment
 
 router = APIRouter(prefix="/dashboard/account", include_in_schema=False)
@@ -33,6 +33,7 @@ def _page(
     recovery: list[str] | None = None,
     events: list[AuditLine] | None = None,
     recovery_left: int | None = None,
+    sign_ins: list[OpenSignIn] | None = None,
 ) -> HTMLResponse:
     return svc.pages.render(
         "account.html",
@@ -47,14 +48,31 @@ def _page(
         recovery=recovery,
         security_events=events or [],
         recovery_left=recovery_left,
+        sign_ins=sign_ins or [],
         two_factor_required=svc.require_two_factor,
     )
 
 
-async def _full_page(svc: DashboardServices, who: SignedIn, **kw: object) -> HTMLResponse:
-    events = await svc.accounts.security_events(who.account)
-    left = await svc.two_factor.recovery_left(who.account) if who.account.two_factor else None
-    return _page(svc, who, events=events, recovery_left=left, **kw)  # type: ignore[arg-type]
+async def _full_page(
+    svc: DashboardServices,
+    who: SignedIn,
+    changed: str = "",
+    refused: str | None = None,
+    recovery: list[str] | None = None,
+) -> HTMLResponse:
+    """The account page with its security events, recovery codes left and sign-ins."""
+    return _page(
+        svc,
+        who,
+        changed=changed,
+        refused=refused,
+        recovery=recovery,
+        events=await svc.accounts.security_events(who.account),
+        recovery_left=(
+            await svc.two_factor.recovery_left(who.account) if who.account.two_factor else None
+        ),
+        sign_ins=await svc.sessions.of_account(who.account.id),
+    )
 
 
 def _client(request: Request) -> str:
@@ -66,7 +84,7 @@ async def account(svc: Services, who: AccountPage, changed: str = "") -> HTMLRes
     return await _full_page(svc, who, changed=changed if changed in CHANGES else "")
 
 
-CHANGES = frozenset({"password", "2fa_on", "2fa_off", "security"})
+CHANGES = frozenset({"password", "2fa_on", "2fa_off", "security", "signed_out"})
 
 
 @router.post("/password")
@@ -144,3 +162,11 @@ async def new_recovery_codes(
     except AccountError as exc:
         return await _full_page(svc, who, refused=str(exc))
     return await _full_page(svc, who, recovery=codes)
+
+
+@router.post("/sessions/{session_id}/end")
+async def end_sign_in(svc: Services, who: AccountForm, session_id: int) -> Response:
+    # Only the owner's own sign-ins, and not this one (that is "Sign out").
+    if session_id != who.session_id:
+        await svc.sessions.end_one(who, session_id)
+    return RedirectResponse("/dashboard/account?changed=signed_out", 303)

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from bot.cases.models import Actor, AuditLine
 from bot.cases.store import aware
@@ -114,6 +114,7 @@ SECURITY_ACTIONS = frozenset(
         "staff.locked",
         "staff.enabled",
         "staff.disabled",
+        "staff.role_changed",
     }
 )
 
@@ -202,7 +203,7 @@ class StaffAccounts:
         display = display_name.strip()
         if not 1 <= len(display) <= 128:
             raise InvalidAccount("the display name needs 1-128 characters")
-        hashed = await PASSWORDS.run(self.passwords.hash, password)
+        hashed = await PASSWORDS.run(self.passwords.hash, password, (name, display))
 
         def work(s: Session) -> StaffAccount:
             if s.exec(select(StaffUser).where(StaffUser.username == name)).first():
@@ -241,6 +242,48 @@ class StaffAccounts:
         def work(s: Session) -> list[StaffAccount]:
             rows = s.exec(select(StaffUser).order_by(col(StaffUser.username))).all()
             return [account_from_row(r) for r in rows]
+
+        return await self.storage.run(work)
+
+    async def set_role(self, username: str, role: Role, by: str = "cli") -> StaffAccount:
+        """Give an account another role (audited with the old and new); raise UnknownAccount."""
+        name = normalize_username(username)
+
+        def work(s: Session) -> StaffAccount:
+            row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
+            if row is None or row.id is None:
+                raise UnknownAccount(f"no user named {name!r}")
+            if row.role != role.value:
+                before, row.role = row.role, role.value
+                s.add(row)
+                s.add(
+                    audit_event(
+                        by,
+                        "staff.role_changed",
+                        "staff_user",
+                        str(row.id),
+                        old=before,
+                        new=role.value,
+                    )
+                )
+                s.commit()
+            return account_from_row(row)
+
+        return await self.storage.run(work)
+
+    async def last_sign_ins(self) -> dict[int, datetime]:
+        """When each account last signed in (for an access review)."""
+
+        def work(s: Session) -> dict[int, datetime]:
+            rows = s.exec(
+                select(AuditEvent.subject_id, func.max(AuditEvent.at))
+                .where(
+                    AuditEvent.subject_type == "staff_user",
+                    col(AuditEvent.action).in_(("staff.login", "staff.login_2fa")),
+                )
+                .group_by(col(AuditEvent.subject_id))
+            ).all()
+            return {int(sid): aware(at) or utcnow() for sid, at in rows if sid.isdigit()}
 
         return await self.storage.run(work)
 
@@ -306,7 +349,8 @@ class StaffAccounts:
                 lambda s: _audited(s, by, "staff.password_change_refused", row.id)
             )
             raise InvalidAccount("the current password is wrong")
-        hashed = await PASSWORDS.run(self.passwords.hash, password)  # raises if too short
+        # Raises if too short or too easy to guess.
+        hashed = await PASSWORDS.run(self.passwords.hash, password, (name,))
 
         def work(s: Session) -> StaffAccount:
             user = s.get(StaffUser, row.id)
@@ -399,7 +443,8 @@ class StaffAccounts:
             right = await PASSWORDS.run(self.passwords.verify, row.password_hash, password)
         rehashed = None
         if row is not None and right and self.passwords.needs_rehash(row.password_hash):
-            rehashed = await PASSWORDS.run(self.passwords.hash, password)
+            # Stronger parameters for the same password: not a new password to judge.
+            rehashed = await PASSWORDS.run(self.passwords.hasher.hash, password)
         result = await self.storage.run(
             lambda s: self._record_login(
                 s, row, right, rehashed, now, client, purpose, known_device

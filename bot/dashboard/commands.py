@@ -15,6 +15,8 @@ import typer
 from bot.dashboard.roles import Role
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from bot.config import Settings
     from bot.dashboard.accounts import StaffAccount
     from bot.storage.repository import Storage
@@ -104,6 +106,65 @@ def list_() -> None:
         telegram = str(a.telegram_user_id) if a.telegram_user_id else "-"
         two_factor = "on" if a.two_factor else "-"
         rows.append((a.username, a.display_name, a.role.value, telegram, two_factor, state))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@users_app.command("set-role")
+def set_role(
+    username: Annotated[str, typer.Argument(help="The account whose role changes.")],
+    role: Annotated[Role, typer.Argument(help="doctor, operator or admin.")],
+) -> None:
+    """Change an account's role; its sign-ins end, so the new rights apply at once."""
+    from bot.dashboard.accounts import StaffAccounts
+
+    config = _settings()
+
+    async def work(storage: Storage) -> int:
+        from bot.dashboard.sessions import LoginSessions
+
+        account = await StaffAccounts(storage).set_role(username, role, "cli")
+        return await LoginSessions(storage, config.dashboard_session_idle_s).end_all(account.id)
+
+    ended = _with_storage(config, work)
+    name = username.strip().lower()
+    typer.echo(f"{name} is now {role.value} (signed out of {ended} session(s))")
+
+
+@users_app.command("review")
+def review() -> None:
+    """Access review: who can do what, how they sign in, and when they last did."""
+    from bot.dashboard.accounts import StaffAccounts
+
+    async def work(storage: Storage) -> tuple[list[StaffAccount], dict[int, datetime]]:
+        accounts = StaffAccounts(storage)
+        return await accounts.all(), await accounts.last_sign_ins()
+
+    accounts, seen = _with_storage(_settings(), work)
+    rows = [("USERNAME", "ROLE", "CAN", "2FA", "TELEGRAM", "STATE", "LAST SIGN-IN")]
+    for a in accounts:
+        can = [
+            name
+            for name, allowed in (
+                ("read cases", a.reads_cases),
+                ("edit prompts", a.edits_prompts),
+                ("approve safety texts", a.approves_safety_texts),
+            )
+            if allowed
+        ]
+        last = seen.get(a.id)
+        rows.append(
+            (
+                a.username,
+                a.role.value,
+                ", ".join(can) or "-",
+                "on" if a.two_factor else "OFF",
+                "linked" if a.telegram_user_id else "-",
+                "disabled" if a.disabled else "active",
+                f"{last:%Y-%m-%d %H:%M} UTC" if last else "never",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -39,6 +39,15 @@ class SignedIn:
     csrf_token: str
 
 
+@dataclass(frozen=True)
+class OpenSignIn:
+    """One of an account's live sign-ins, as its owner sees it."""
+
+    id: int
+    started: datetime
+    last_seen: datetime
+
+
 class LoginSessions:
     """Start, look up and end sign-ins; a sign-in ends after `idle_s` without the person
     acting, and `max_s` after it began whatever they do."""
@@ -124,6 +133,58 @@ class LoginSessions:
 
         await self.storage.run(work)
         logger.info("staff account %s signed out", signed_in.account.id)
+
+    async def of_account(self, staff_id: int) -> list[OpenSignIn]:
+        """The account's live sign-ins, newest activity first (for its owner to review)."""
+
+        def work(s: Session) -> list[OpenSignIn]:
+            rows = s.exec(
+                select(StaffSession)
+                .where(StaffSession.staff_id == staff_id)
+                .order_by(col(StaffSession.last_seen_at).desc())
+            ).all()
+            now = self.clock()
+            return [
+                OpenSignIn(
+                    id=r.id,
+                    started=aware(r.created_at) or now,
+                    last_seen=aware(r.last_seen_at) or now,
+                )
+                for r in rows
+                if r.id is not None and self._alive(r, now)
+            ]
+
+        return await self.storage.run(work)
+
+    def _alive(self, row: StaffSession, now: datetime) -> bool:
+        last = aware(row.last_seen_at) or now
+        began = aware(row.created_at) or now
+        return now - last <= self.idle and now - began <= self.lifetime
+
+    async def end_one(self, signed_in: SignedIn, session_id: int) -> bool:
+        """The owner ends one of their other sign-ins (a browser left open elsewhere)."""
+        account = signed_in.account
+
+        def work(s: Session) -> bool:
+            gone = s.execute(
+                delete(StaffSession).where(
+                    col(StaffSession.id) == session_id, col(StaffSession.staff_id) == account.id
+                )
+            ).rowcount  # type: ignore[attr-defined]
+            if gone:
+                s.add(
+                    audit_event(
+                        account.label,
+                        "staff.session_ended",
+                        "staff_user",
+                        str(account.id),
+                        session=session_id,
+                    )
+                )
+            s.commit()
+            return bool(gone)
+
+        return await self.storage.run(work)
 
     async def end_all(self, staff_id: int, keep: int | None = None) -> int:
         """End every sign-in of an account (disabled, or its password changed), but

@@ -31,6 +31,7 @@ ANY_STAFF = {
     ("POST", "/dashboard/account/2fa/confirm"),
     ("POST", "/dashboard/account/2fa/off"),
     ("POST", "/dashboard/account/recovery-codes"),
+    ("POST", "/dashboard/account/sessions/{session_id}/end"),
 }
 PROMPT_CONSOLE = "/dashboard/prompts"  # operators and admins; doctors are refused
 # Waiting changes to safety-critical texts: every staff member reads them, clinicians decide.
@@ -39,7 +40,7 @@ APPROVALS = "/dashboard/approvals/"
 # A clinician's own settings: refused to operators like the cases, but no patient data in it.
 OWN_SETTINGS = {("GET", "/dashboard/telegram")}
 # Besides {case_id}: a new path parameter must be added here. Request 1 is the module's.
-PATH_VALUES = {"name": "answer", "request_id": "1"}
+PATH_VALUES = {"name": "answer", "request_id": "1", "session_id": "1"}
 FORM = {
     "text": "hello",
     "outcome": "done",
@@ -157,6 +158,7 @@ def test_the_routes_are_the_ones_expected() -> None:
         "/dashboard/account/2fa/confirm",
         "/dashboard/account/2fa/off",
         "/dashboard/account/recovery-codes",
+        "/dashboard/account/sessions/{session_id}/end",
     }
     assert set(ROUTES) >= PUBLIC
 

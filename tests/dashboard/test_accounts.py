@@ -56,6 +56,11 @@ async def test_passwords_are_stored_as_argon2id_hashes(storage: Storage) -> None
         ("<ada>", "Dr A", PASSWORD, "username"),
         ("ada", "  ", PASSWORD, "display name"),
         ("ada", "Dr A", "123456789", "at least 10 characters"),
+        # Breached, common or patterned (zxcvbn's offline lists): refused with its advice.
+        ("ada", "Dr A", "password1234", "too easy to guess \\(this is a very common password\\)"),
+        ("ada", "Dr A", "qwertyuiop123", "Add another word"),
+        ("ada", "Dr A", "iloveyou2020", "similar to a commonly used password"),
+        ("ada", "Dr A", "x" * 12, "too easy to guess"),
     ],
 )
 async def test_bad_accounts_are_refused_with_the_reason(

@@ -373,3 +373,22 @@ def live_account_id(live: LiveServer, username: str) -> int:
         row = s.exec(select(StaffUser).where(StaffUser.username == username)).one()
         assert row.id is not None
         return row.id
+
+
+def test_the_owner_sees_their_sign_ins_and_ends_one(live: LiveServer) -> None:
+    live.add_staff("uma", Role.DOCTOR, "Dr Uma")
+    laptop, _ = sign_in(live.url, "uma")
+    phone, _ = sign_in(live.url, "uma")
+    with closing(laptop), closing(phone):
+        page = laptop.get("/dashboard/account").text
+        listed = page.split('id="sign-ins"', 1)[1].split("</section>", 1)[0]
+        assert listed.count("<li>") == 2 and "(this browser)" in listed
+        other = re.search(r"/dashboard/account/sessions/(\d+)/end", listed)
+        assert other is not None
+        done = laptop.post(other.group(0), data={"csrf_token": csrf_of(page)})
+        assert done.status_code == 303 and done.headers["location"].endswith("signed_out")
+        assert phone.get("/dashboard/account").status_code == 303  # the phone is signed out
+        assert laptop.get("/dashboard/account").status_code == 200  # this one is not
+        events = laptop.get("/dashboard/account").text
+        listed = events.split('id="sign-ins"', 1)[1].split("</section>", 1)[0]
+        assert listed.count("<li>") == 1

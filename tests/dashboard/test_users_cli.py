@@ -181,3 +181,24 @@ async def test_an_administrator_reset_ends_the_telegram_link_and_can_unlink_and_
     out = users(tmp_path, "enable", "lou")
     assert out.returncode == 0 and out.stdout == "enabled lou\n"
     assert await sign_in(tmp_path, "lou") is None
+
+
+async def test_an_access_review_and_a_role_change(tmp_path: Path) -> None:
+    for name, role in (("amy", "doctor"), ("oz", "operator")):
+        add = ["add", name, "--role", role, "--name", name.title(), "--password-stdin"]
+        assert users(tmp_path, *add, stdin=PASSWORD + "\n").returncode == 0
+    assert await sign_in(tmp_path, "amy") is None
+    review = users(tmp_path, "review").stdout.splitlines()
+    assert review[0].split()[:3] == ["USERNAME", "ROLE", "CAN"]
+    amy = next(line for line in review if line.startswith("amy"))
+    oz = next(line for line in review if line.startswith("oz"))
+    assert "read cases" in amy and "approve safety texts" in amy and "OFF" in amy
+    assert "UTC" in amy and oz.rstrip().endswith("never")  # amy signed in; oz never did
+    assert "edit prompts" in oz and "read cases" not in oz
+    out = users(tmp_path, "set-role", "oz", "doctor")
+    assert out.returncode == 0 and out.stdout.startswith("oz is now doctor")
+    oz = next(
+        line for line in users(tmp_path, "review").stdout.splitlines() if line.startswith("oz")
+    )
+    assert "read cases" in oz and "edit prompts" not in oz
+    assert users(tmp_path, "set-role", "oz", "king").returncode != 0
