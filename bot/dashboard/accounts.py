@@ -119,6 +119,11 @@ SECURITY_ACTIONS = frozenset(
 )
 
 
+# What administrators are shown on their security page (and counted in its tab): every
+# owner-facing security change, plus the acts on cases that bypass the usual path.
+ADMIN_ALERTS = SECURITY_ACTIONS | {"case.break_glass", "escalation.taken_over"}
+
+
 @dataclass(frozen=True)
 class LockoutPolicy:
     """Lock an account for `lockout_s` after `max_failures` wrong passwords in a row, from
@@ -382,6 +387,29 @@ class StaffAccounts:
             rows = s.exec(query.order_by(col(AuditEvent.id).desc()).limit(limit)).all()
             return [
                 AuditLine(at=aware(e.at) or utcnow(), actor=e.actor, action=e.action, details={})
+                for e in rows
+            ]
+
+        return await self.storage.run(work)
+
+    async def security_log(
+        self, since: datetime | None = None, limit: int = 200
+    ) -> list[AuditLine]:
+        """Security events across every account and case, newest first, for administrators:
+        changes to how accounts are reached, and break-glass and take-overs on cases."""
+
+        def work(s: Session) -> list[AuditLine]:
+            query = select(AuditEvent).where(col(AuditEvent.action).in_(ADMIN_ALERTS))
+            if since is not None:
+                query = query.where(col(AuditEvent.at) > since)
+            rows = s.exec(query.order_by(col(AuditEvent.id).desc()).limit(limit)).all()
+            return [
+                AuditLine(
+                    at=aware(e.at) or utcnow(),
+                    actor=e.actor,
+                    action=e.action,
+                    details={"subject": f"{e.subject_type} {e.subject_id}"},
+                )
                 for e in rows
             ]
 

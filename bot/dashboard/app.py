@@ -14,6 +14,7 @@ from bot.dashboard.guards import Denied
 from bot.dashboard.pages import STATIC, Pages
 from bot.dashboard.prompt_routes import router as prompt_router
 from bot.dashboard.routes import router
+from bot.dashboard.security_routes import router as security_router
 from bot.dashboard.telegram_routes import router as telegram_router
 
 HEADINGS = {401: "Please sign in", 403: "Not allowed", 404: "Not found"}
@@ -46,5 +47,6 @@ def mount_dashboard(app: FastAPI) -> None:
     app.include_router(approval_router)
     app.include_router(telegram_router)
     app.include_router(account_router)
+    app.include_router(security_router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
     app.add_exception_handler(Denied, _denied)

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Form, Request
 
 from bot.dashboard import csrf
-from bot.dashboard.roles import CLINICIANS, PROMPT_EDITORS, Role
+from bot.dashboard.roles import ADMINS, CLINICIANS, PROMPT_EDITORS, Role
 from bot.dashboard.services import services
 from bot.dashboard.sessions import COOKIE, SignedIn
 
@@ -28,6 +28,7 @@ NOT_AN_APPROVER = (
     "Your account cannot approve changes to safety-critical texts: only clinicians and admins "
     "can, and never their own change."
 )
+NOT_AN_ADMIN = "Only administrators see the security log."
 NOT_FOR_DOCTORS = (
     "Your account cannot change CareBot's prompts: only operators and admins can. Ask an "
     "administrator if you need this."
@@ -136,3 +137,4 @@ AccountForm = Annotated[SignedIn, Depends(_form(EVERYONE, own_account=True))]
 ApproverForm = Annotated[SignedIn, Depends(_form(CLINICIANS, NOT_AN_APPROVER))]
 PromptPage = Annotated[SignedIn, Depends(_page(PROMPT_EDITORS, NOT_FOR_DOCTORS))]
 PromptForm = Annotated[SignedIn, Depends(_form(PROMPT_EDITORS, NOT_FOR_DOCTORS))]
+AdminPage = Annotated[SignedIn, Depends(_page(ADMINS, NOT_AN_ADMIN))]

@@ -13,3 +13,4 @@ class Role(StrEnum):
 
 CLINICIANS = frozenset({Role.DOCTOR, Role.ADMIN})
 PROMPT_EDITORS = frozenset({Role.OPERATOR, Role.ADMIN})
+ADMINS = frozenset({Role.ADMIN})

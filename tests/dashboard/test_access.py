@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -74,10 +75,11 @@ ROUTES = dashboard_routes()
 GUARDED = [r for r in ROUTES if r not in PUBLIC]
 FOR_PROMPT_EDITORS = [r for r in GUARDED if r[1].startswith(PROMPT_CONSOLE)]
 FOR_APPROVERS = [r for r in GUARDED if r[1].startswith(APPROVALS) and r[0] == "POST"]
+FOR_ADMINS = {("GET", "/dashboard/security")}  # the security log
 FOR_CLINICIANS = [
     r
     for r in GUARDED
-    if r not in ANY_STAFF | STAFF_PAGES and r not in FOR_PROMPT_EDITORS + FOR_APPROVERS
+    if r not in ANY_STAFF | STAFF_PAGES | FOR_ADMINS and r not in FOR_PROMPT_EDITORS + FOR_APPROVERS
 ]
 EMERGENCY_CHANGE = "REQUESTED-BY-SOMEONE-ELSE"
 
@@ -159,6 +161,7 @@ def test_the_routes_are_the_ones_expected() -> None:
         "/dashboard/account/2fa/off",
         "/dashboard/account/recovery-codes",
         "/dashboard/account/sessions/{session_id}/end",
+        "/dashboard/security",
     }
     assert set(ROUTES) >= PUBLIC
 
@@ -327,3 +330,19 @@ def test_after_login_the_browser_goes_where_it_was_going(live: LiveServer, case_
     client, res = sign_in(live.url, "dana", next_="//evil.example/phish")
     assert res.headers["location"] == "/dashboard"
     client.close()
+
+
+def test_only_administrators_read_the_security_log(
+    live: LiveServer, operator: httpx.Client, doctor: httpx.Client, case_id: int
+) -> None:
+    for client in (operator, doctor):
+        res = client.get("/dashboard/security")
+        assert res.status_code == 403 and "Only administrators" in res.text
+        assert 'href="/dashboard/security"' not in client.get("/dashboard/account").text
+    live.add_staff("ivy", Role.ADMIN, "Ivy Admin")
+    admin, _ = sign_in(live.url, "ivy")
+    with closing(admin):
+        # A break-glass and a take-over elsewhere show up, with who did them.
+        page = admin.get("/dashboard/security")
+        assert page.status_code == 200 and 'href="/dashboard/security"' in page.text
+        assert "Security log" in page.text and "in the last 24 hours" in page.text

@@ -346,3 +346,25 @@ def test_a_new_case_shows_an_earlier_closed_case_only_through_its_glass(
     earlier = page.split('id="earlier"', 1)[1].split("</p>", 1)[0]
     assert f'closed case <a href="/dashboard/cases/{first}">#{first}</a>' in earlier
     assert hal.get(f"/dashboard/cases/{first}").status_code == 403  # ... and that is glass
+
+
+def test_administrators_see_break_glass_and_take_overs_in_the_security_log(
+    live: LiveServer, doctors: tuple[httpx.Client, httpx.Client]
+) -> None:
+    gus, hal = doctors
+    case_id = live.open_case("security-log-1")
+    post(gus, f"/dashboard/cases/{case_id}/claim")
+    post(hal, f"/dashboard/cases/{case_id}/take-over", reason="Dr Gus is in theatre now.")
+    post(hal, f"/dashboard/cases/{case_id}/resolve", outcome="Done.", disposition="other")
+    closed = gus.get(f"/dashboard/cases/{case_id}")
+    gus.post(
+        f"/dashboard/cases/{case_id}/break-glass",
+        data={"csrf_token": csrf_of(closed.text), "reason": "Reviewing a complaint today."},
+    )
+    live.add_staff("sal", Role.ADMIN, "Sal Admin")
+    admin, _ = sign_in(live.url, "sal")
+    with closing(admin):
+        log = admin.get("/dashboard/security").text.split('id="security-log"', 1)[1]
+    assert "break glass</strong> by Dr Gus" in log and f"case {case_id}" in log
+    assert "taken over</strong> by Dr Hal" in log
+    assert log.index("break glass") < log.index("taken over")  # newest first
