@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot import caches
 from bot.early_warning import EarlyWarning, Send
@@ -18,6 +18,7 @@ from bot.replies import (
     detect_language,
     is_consent,
 )
+from bot.storage.patient_export import export_patient
 from bot.storage.repository import Forgotten, Storage, StoredIncoming
 from bot.triage.service import PatientMessage, TriageResult, TriageService
 from bot.turns import Outcome, Turns
@@ -188,6 +189,12 @@ class ConversationEngine:
         reply = await self.turns.run(msg.model_copy(update={"language": language}), work)
         assert reply is not None
         return reply
+
+    async def export_data(self, msg: IncomingMessage) -> dict[str, Any] | None:
+        """The patient's own copy of everything stored about them (a FHIR-shaped Bundle),
+        audited; None when nothing is stored. Raises StorageUnavailable."""
+        async with self.locks.hold(msg.chat_key):
+            return await self.storage.run(lambda s: export_patient(s, msg.channel, msg.user_id))
 
     async def forget(self, msg: IncomingMessage) -> Reply:
         """Delete everything stored about the patient: database rows, session memory, the

@@ -25,7 +25,8 @@ What it emulates, following https://core.telegram.org/bots/api and TDLib's behav
   :meth:`BotAPIServer.drop_connection_next` (the socket closes before anything happens).
 
 Deliberate differences from Telegram: webhooks may use plain ``http://`` URLs on any port;
-multipart uploads are refused; and by default (``strict_html=True``) a bare ``&`` or an unknown
+multipart uploads are accepted for ``sendDocument`` only (the file is kept in
+:attr:`BotAPIServer.documents`); and by default (``strict_html=True``) a bare ``&`` or an unknown
 named entity such as ``&nbsp;`` is rejected, although TDLib keeps such text literally (the Bot API
 documentation says they must be escaped).
 """
@@ -1002,11 +1003,35 @@ def _parse_params(query: str, raw: bytes, content_type: str) -> JSON:
             raise bad_request("JSON object expected as request body")
         params.update(body)
     elif kind.startswith("multipart/"):
-        raise bad_request("multipart/form-data uploads are not supported by the test server")
+        params.update(_parse_multipart(raw, content_type))
     else:
         text = raw.decode("utf-8", "replace")
         for name, values in parse_qs(text, keep_blank_values=True).items():
             params[name] = _decode_form_value(name, values[-1])
+    return params
+
+
+def _parse_multipart(raw: bytes, content_type: str) -> JSON:
+    """Fields of a multipart/form-data body; a file field becomes {"filename", "content"}."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    if not message.is_multipart():
+        raise bad_request("can't parse multipart/form-data request body")
+    params: JSON = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        content = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            params[name] = {"filename": filename, "content": content}
+        else:
+            params[name] = _decode_form_value(name, content.decode("utf-8", "replace"))
     return params
 
 
@@ -1170,6 +1195,8 @@ class BotAPIServer:
         self.results: list[tuple[int, JSON] | None] = []
         # Every message the bot sent, by (chat_id, message_id), with its edit history.
         self.messages: dict[tuple[int, int], JSON] = {}
+        # Files the bot sent (sendDocument): (chat id, file name, bytes, caption).
+        self.documents: list[tuple[int, str, bytes, str]] = []
         self.callback_answers: dict[str, JSON] = {}
         self.webhook_deliveries: list[tuple[int, int | str]] = []  # (update_id, status or error)
         self.dropped_updates: list[JSON] = []  # not allowed_updates, or webhook gave up
@@ -1212,6 +1239,7 @@ class BotAPIServer:
             "deletewebhook": self._delete_webhook,
             "getwebhookinfo": self._get_webhook_info,
             "sendmessage": self._send_message,
+            "senddocument": self._send_document,
             "editmessagetext": self._edit_message_text,
             "editmessagereplymarkup": self._edit_message_reply_markup,
             "deletemessage": self._delete_message,
@@ -1826,6 +1854,16 @@ class BotAPIServer:
         }
         self.messages[(chat_id, self._next_message)] = record
         return self._message_view(record)
+
+    def _send_document(self, p: JSON) -> JSON:
+        chat_id = self._chat_id(p, sending=True)
+        document = p.get("document")
+        if not isinstance(document, dict) or "content" not in document:
+            raise bad_request("there is no document in the request")
+        caption = str(p.get("caption") or "")
+        self.documents.append((chat_id, str(document["filename"]), document["content"], caption))
+        record = self._send_message({"chat_id": chat_id, "text": caption or "[document]"})
+        return record
 
     def _target(self, p: JSON, verb: str) -> JSON:
         if p.get("inline_message_id"):

@@ -450,3 +450,29 @@ async def test_a_group_that_must_not_hold_health_data_gets_none(
     # Nothing was shown there, so nothing is on record as read there.
     reads = [e for e in _all(rt, AuditEvent) if e.action == "case.read"]
     assert all(not e.actor.startswith("telegram-chat:") for e in reads)
+
+
+async def test_mydata_sends_the_patient_a_file_of_everything_stored(
+    api: BotAPIServer, make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    await start(api, make_runtime, tmp_path)
+    api.send_update(private_message(8, PATIENT, text="yes"))  # consent
+    await wait(api, lambda: api.texts(PATIENT), "thanks")
+    api.send_update(private_message(1, PATIENT, text="crushing chest pain and sweating"))
+    await wait(api, lambda: len(api.texts(PATIENT)) >= 2, "the emergency reply")
+    api.send_update(private_message(2, PATIENT, text="/mydata"))
+    await wait(api, lambda: api.documents, "the file")
+    chat, name, content, caption = api.documents[0]
+    assert chat == PATIENT and name.endswith(".json") and "/forget" in caption
+    bundle = json.loads(content)
+    said = [
+        e["resource"]["payload"][0]["contentString"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Communication"
+    ]
+    assert "crushing chest pain and sweating" in said
+    encounters = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter"
+    ]
+    assert encounters and encounters[0]["priority"]["text"] == "emergency"
+    assert encounters[0]["reasonCode"]  # why the case was opened

@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from bot.cases.models import Actor
 from bot.channels.web_chat import COOKIE
 from bot.llm.base import LLMBackend
+from bot.storage.tables import AuditEvent
 from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, browser_or_skip
 from tests.dashboard.live import LiveServer, serving
 from tests.fakes import SlowChatModel, database_locked_for, scripted
@@ -290,3 +292,33 @@ def test_an_emergency_is_shown_at_once_while_the_database_is_locked(
         # The page replaces the warning with the reply, which starts with it: shown once.
         assert final["type"] == "reply" and final["text"].startswith(first["text"])
         assert final["text"].count("Call 112 now") == 1
+
+
+def test_a_patient_downloads_a_copy_of_their_data(live: LiveServer) -> None:
+    with client(live) as web:
+        assert web.get("/api/mydata").status_code == 404  # nothing stored yet
+        say(web, SORE, consent=True)
+        res = web.get("/api/mydata")
+    assert res.status_code == 200 and "attachment" in res.headers["content-disposition"]
+    bundle = res.json()
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
+    kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert kinds[0] == "Patient" and kinds.count("Communication") >= 2
+    said = [
+        e["resource"]["payload"][0]["contentString"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Communication"
+    ]
+    assert SORE in said and any("[1]" in s for s in said)  # their words and the answer
+    pseudonym = bundle["entry"][0]["resource"]["id"]
+    exported = live.call(
+        lambda rt: rt.storage.run(
+            lambda s: [
+                e.action
+                for e in s.exec(select(AuditEvent).where(AuditEvent.subject_id == pseudonym))
+            ]
+        )
+    )
+    assert "patient.data_exported" in exported  # audited, without the content
+    with client(live) as stranger:  # another browser: its own (empty) chat, not this one
+        assert stranger.get("/api/mydata").status_code == 404

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels.chat_tokens import ChatTokens
 from bot.early_warning import Send as Warn
+from bot.errors import StorageUnavailable
 from bot.models import IncomingMessage, Reply
 from bot.rate_limit import ChatRateLimit
 from bot.runtime import Runtime
@@ -343,6 +344,23 @@ def chat_routes(runtime_of: Callable[[Request], Runtime], patients: WebPatients)
         response = JSONResponse(public_reply(reply))
         _remember(response, token, request)
         return response
+
+    @router.get("/mydata")
+    async def my_data(request: Request) -> Response:
+        runtime = runtime_of(request)
+        chat_id, token = _identity(request)
+        if token is not None:  # a browser without a chat has nothing stored
+            return JSONResponse({"error": "nothing is stored for this chat"}, status_code=404)
+        try:
+            bundle = await runtime.engine.export_data(_incoming(chat_id, "/mydata"))
+        except StorageUnavailable:
+            return JSONResponse({"error": "try again in a minute"}, status_code=503)
+        if bundle is None:
+            return JSONResponse({"error": "nothing is stored for this chat"}, status_code=404)
+        return JSONResponse(
+            bundle,
+            headers={"Content-Disposition": 'attachment; filename="carebot-my-data.json"'},
+        )
 
     @router.post("/forget")
     async def forget(request: Request) -> JSONResponse:

@@ -37,6 +37,7 @@ COMMANDS = {
         ("doctor", "Ask for a doctor"),
         ("language", "Choose English or Chinese"),
         ("privacy", "What is stored and for how long"),
+        ("mydata", "A copy of everything stored about me"),
         ("forget", "Delete everything stored about me"),
     ],
     "zh": [
@@ -45,6 +46,7 @@ COMMANDS = {
         ("doctor", "请医生查看"),
         ("language", "选择英文或中文"),
         ("privacy", "保存哪些内容、保存多久"),
+        ("mydata", "获取关于我的所有数据副本"),
         ("forget", "删除关于我的所有内容"),
     ],
 }

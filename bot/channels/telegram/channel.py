@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Coroutine
 from datetime import datetime
@@ -22,6 +23,7 @@ from telegram import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     Message,
     Update,
 )
@@ -117,6 +119,7 @@ class TelegramChannel:
             "language": self._language,
             "doctor": self._doctor,
             "forget": self._forget,
+            "mydata": self._my_data,
         }
 
     # --- receiving (sequential, in Telegram's order) ---------------------------------------
@@ -443,6 +446,26 @@ class TelegramChannel:
     async def _doctor(self, msg: IncomingMessage, sender: Sender) -> None:
         reply = await self.engine.request_doctor(msg)
         await self._send(sender, reply, self._markup(reply))
+
+    async def _my_data(self, msg: IncomingMessage, sender: Sender) -> None:
+        language = self._lang_of(msg)
+        try:
+            bundle = await self.engine.export_data(msg)
+        except StorageUnavailable:
+            await self._send(sender, self.engine.writer.notice("forget_failed", language), None)
+            return
+        if bundle is None:
+            await sender.send(self.engine.writer.text("mydata_none", language))
+            return
+        data = json.dumps(bundle, ensure_ascii=False, indent=1).encode()
+        caption = self.engine.writer.text("mydata_caption", language)
+        await with_retries(
+            lambda: sender.bot.send_document(
+                sender.chat_id,
+                document=InputFile(data, filename="carebot-my-data.json"),
+                caption=caption,
+            )
+        )
 
     async def _forget(self, msg: IncomingMessage, sender: Sender) -> None:
         reply = await self.engine.acknowledge(msg, "forget_confirm")
