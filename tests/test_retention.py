@@ -25,6 +25,7 @@ from bot.storage.tables import (
     Patient,
 )
 from tests.conftest import RuntimeFactory
+from tests.servers import RedisServer
 
 LONG_AGO = timedelta(days=400)
 
@@ -151,7 +152,7 @@ async def test_the_running_job_hands_erased_patients_on(storage: Storage) -> Non
 
 
 async def test_forget_while_session_memory_is_down_is_honest_and_finished_later(
-    make_runtime: RuntimeFactory, tmp_path: Path
+    make_runtime: RuntimeFactory, private_redis: RedisServer
 ) -> None:
     import os
     import signal
@@ -159,10 +160,8 @@ async def test_forget_while_session_memory_is_down_is_honest_and_finished_later(
     from redis import Redis
 
     from bot.memory.erasure import MemoryErasure
-    from tests.servers import RedisServer
 
-    (tmp_path / "redis-erasure").mkdir()
-    redis = RedisServer(tmp_path / "redis-erasure")
+    redis = private_redis
     try:
         rt = await make_runtime(redis_url=redis.url)
         msg = IncomingMessage(
@@ -199,14 +198,11 @@ async def test_forget_while_session_memory_is_down_is_honest_and_finished_later(
 
 
 async def test_the_retention_job_clears_session_memory_and_caches_too(
-    make_runtime: RuntimeFactory, tmp_path: Path
+    make_runtime: RuntimeFactory, private_redis: RedisServer
 ) -> None:
     from redis import Redis
 
-    from tests.servers import RedisServer
-
-    (tmp_path / "redis-retention").mkdir()
-    redis = RedisServer(tmp_path / "redis-retention")
+    redis = private_redis
     try:
         rt = await make_runtime(redis_url=redis.url, retention_days=30)
         msg = IncomingMessage(

@@ -164,6 +164,15 @@ def _login_view(s: Session, name: str) -> _LoginView | None:
     return _LoginView(row.id, row.password_hash, aware(row.locked_until))
 
 
+def row_named(s: Session, username: str) -> StaffUser:
+    """The account row called `username` (normalised); raise UnknownAccount."""
+    name = normalize_username(username)
+    row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
+    if row is None or row.id is None:
+        raise UnknownAccount(f"no user named {name!r}")
+    return row
+
+
 def _audited(s: Session, actor: str, action: str, staff_id: int) -> None:
     s.add(audit_event(actor, action, "staff_user", str(staff_id)))
     s.commit()
@@ -252,12 +261,9 @@ class StaffAccounts:
 
     async def set_role(self, username: str, role: Role, by: str = "cli") -> StaffAccount:
         """Give an account another role (audited with the old and new); raise UnknownAccount."""
-        name = normalize_username(username)
 
         def work(s: Session) -> StaffAccount:
-            row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
-            if row is None or row.id is None:
-                raise UnknownAccount(f"no user named {name!r}")
+            row = row_named(s, username)
             if row.role != role.value:
                 before, row.role = row.role, role.value
                 s.add(row)
@@ -294,12 +300,9 @@ class StaffAccounts:
 
     async def disable(self, username: str, by: str = "cli") -> StaffAccount:
         """Stop an account from signing in; raise UnknownAccount."""
-        name = username.strip().lower()
 
         def work(s: Session) -> StaffAccount:
-            row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
-            if row is None or row.id is None:
-                raise UnknownAccount(f"no user named {name!r}")
+            row = row_named(s, username)
             if not row.disabled:
                 row.disabled = True
                 s.add(row)
@@ -311,24 +314,18 @@ class StaffAccounts:
 
     async def named(self, username: str) -> StaffAccount:
         """The account called `username`; raise UnknownAccount."""
-        name = normalize_username(username)
 
         def work(s: Session) -> StaffAccount:
-            row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
-            if row is None:
-                raise UnknownAccount(f"no user named {name!r}")
+            row = row_named(s, username)
             return account_from_row(row)
 
         return await self.storage.run(work)
 
     async def enable(self, username: str, by: str = "cli") -> StaffAccount:
         """Let a disabled account sign in again and lift any lock; raise UnknownAccount."""
-        name = normalize_username(username)
 
         def work(s: Session) -> StaffAccount:
-            row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
-            if row is None or row.id is None:
-                raise UnknownAccount(f"no user named {name!r}")
+            row = row_named(s, username)
             row.disabled, row.failed_logins, row.locked_until = False, 0, None
             s.add(row)
             s.add(audit_event(by, "staff.enabled", "staff_user", str(row.id)))

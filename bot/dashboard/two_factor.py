@@ -33,7 +33,7 @@ from bot.dashboard.accounts import (
     StaffAccount,
     account_from_row,
     lock_if_over,
-    normalize_username,
+    row_named,
 )
 from bot.dashboard.errors import InvalidAccount, UnknownAccount
 from bot.models import utcnow
@@ -184,12 +184,10 @@ class TwoFactor:
 
     async def reset(self, username: str, by: str = "cli") -> StaffAccount:
         """An administrator turns it off (a lost phone). Raises UnknownAccount."""
-        name = normalize_username(username)
 
         def work(s: Session) -> StaffAccount:
-            row = s.exec(select(StaffUser).where(StaffUser.username == name)).first()
-            if row is None or row.id is None:
-                raise UnknownAccount(f"no user named {name!r}")
+            row = row_named(s, username)
+            assert row.id is not None  # row_named refuses rows without one
             return self._clear(s, row.id, by, "reset")
 
         account = await self.storage.run(work)
