@@ -308,10 +308,11 @@ async def test_chinese_and_binary_prompts_get_whole_characters_or_a_clean_failur
     llm = embedded(llm_max_tokens=24)
     try:
         await llm.warm_up()
-        answer = "".join(
-            [p async for p in llm.stream([HumanMessage("发烧了怎么办？请用中文回答。")])]
-        )
-        assert "\ufffd" not in answer  # a character split across tokens is never shown half
+        question = [HumanMessage("发烧了怎么办？请用中文回答。")]
+        # Every budget from 1 to 12 tokens: some end inside a character (2-3 tokens each).
+        for budget in range(1, 13):
+            answer = "".join([p async for p in llm.stream(question, max_tokens=budget)])
+            assert "\ufffd" not in answer, budget  # half a character is never shown
         for odd in ("\x00\x01\x02 \u202e", "\ud800 lone surrogate", ""):
             # Answered, or refused as an answer failure (the passages would be quoted).
             with contextlib.suppress(LLMUnavailable):

@@ -176,7 +176,8 @@ class LocalModel:
                 if cancelled():
                     return
                 step_input = torch.tensor([[chosen]])
-        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        # The token budget can end inside a character: its first half is dropped, not shown.
+        text = self.tokenizer.decode(generated, skip_special_tokens=True).rstrip("\ufffd")
         if len(text) > len(shown) and text.startswith(shown):
             yield text[len(shown) :]
 
