@@ -23,6 +23,7 @@ from bot.prompt_commands import register as register_prompt_commands
 from bot.storage import encryption
 from bot.storage.audit_commands import register as register_audit_commands
 from bot.storage.key_commands import register as register_key_commands
+from bot.storage.record_commands import register as register_record_commands
 
 if TYPE_CHECKING:
     from bot.llm.base import LLMBackend
@@ -351,6 +352,7 @@ register_prompt_commands(app)
 register_user_commands(app)
 register_key_commands(app)
 register_audit_commands(app)
+register_record_commands(app)
 
 
 def main() -> None:

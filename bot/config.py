@@ -93,6 +93,17 @@ class Settings(BaseSettings):
         "/forget; inbox rows and audit details older than this go too. Set it to your records "
         "policy; 0 keeps everything until the patient deletes it.",
     )
+    clinical_record_days: int = Field(
+        default=3650,
+        ge=0,
+        le=36500,
+        description="The clinical record (cases, what their doctors saw, doctors' messages and "
+        "notes, the cases' audit trail) is kept this many days after the patient's last case "
+        "closed, apart from the chat transcript: /forget and retention erase the transcript "
+        "and file the patient's request to erase the record for an administrator to decide "
+        "(carebot records). Set it to your legal retention period; 0 keeps no record apart "
+        "(cases are erased with the chat).",
+    )
     history_turns: int = Field(default=20, ge=2, le=500, description="Turns kept in memory.")
     chroma_url: str | None = Field(
         default=None,
@@ -263,6 +274,13 @@ class Settings(BaseSettings):
     case_realert_s: dict[str, float] = Field(
         default_factory=lambda: {"emergency": 120.0, "urgent": 1800.0, "routine": 14400.0},
         description="Seconds before an unclaimed case is alerted again, per level (JSON).",
+    )
+    admin_alerts_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="How often new security events (break-glass, take-overs, Telegram links, "
+        "second-factor changes, resets, locks) are pushed to administrators linked to Telegram.",
     )
     case_alerts_before_expiry: int = Field(
         default=3, ge=1, le=100, description="Unanswered alerts before a case expires."

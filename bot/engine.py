@@ -202,17 +202,21 @@ class ConversationEngine:
         language = msg.language or self.options.default_language
         async with self.locks.hold(msg.chat_key):
             try:
-                erased = await self.storage.forget_patient(msg.channel, msg.user_id)
+                erased = await self.storage.forget_patient(
+                    msg.channel, msg.user_id, keep_record=self.options.keep_clinical_record
+                )
             except StorageUnavailable:
                 return Reply(text=self._text("forget_failed", language), kind="error")
             keys = sorted({msg.chat_key, *erased.chat_keys})
             # Session memory down: recorded and retried until it is gone, and said so.
             done = await MemoryErasure(self.storage, self.sessions).forget(keys)
             caches.clear_all()
-            if self.cases is not None and erased.case_ids:
+            if self.cases is not None and (erased.case_ids or erased.doctor_messages):
                 await self.cases.forgotten(erased)
             logger.info("forgot a patient: %s", erased.counts)
-            key = "forgotten" if done else "forgotten_memory_pending"
+            key = "forgotten_record_kept" if erased.record_kept else "forgotten"
+            if not done:
+                key += "_memory_pending"
             return Reply(text=self._text(key, language), kind="notice")
 
     async def _process(

@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from bot.dashboard.accounts import StaffAccount
+from bot.dashboard.terminal_sign_in import fail, sign_in
 from bot.prompt_approvals import ApprovalRequest, PublishRefused, Reviewer
 from bot.prompt_store import PromptStore, Version, diff
 
@@ -51,45 +52,17 @@ def _store() -> PromptStore:
     return store
 
 
-def _sign_in(store: PromptStore, username: str, password_stdin: bool) -> StaffAccount:
-    """Sign `username` in with their password (and second factor), as the dashboard would.
-
-    With `--password-stdin` the password is the first line of standard input and the code,
-    for an account with two-step sign-in, the second.
-    """
-    import getpass
-
-    from bot.dashboard.accounts import StaffAccounts
-    from bot.dashboard.two_factor import TwoFactor
-
-    def ask(prompt: str) -> str:
-        if password_stdin:
-            return sys.stdin.readline().rstrip("\r\n")
-        return getpass.getpass(prompt)
-
-    password = ask(f"Password for {username}: ")
-    result = asyncio.run(StaffAccounts(store.storage).authenticate(username, password, "cli"))
-    account = result.account
-    if account is None:
-        raise _fail("not signed in: wrong username or password, or the account is locked")
-    if account.two_factor:
-        code = ask(f"Code from {username}'s authenticator app: ")
-        if not asyncio.run(TwoFactor(store.storage).verify(account, code, "cli")):
-            raise _fail("not signed in: the code is wrong or was used already")
-    return account
-
-
 def _editor(store: PromptStore, username: str, password_stdin: bool) -> StaffAccount:
     """A signed-in operator or admin: who may change what CareBot says."""
-    account = _sign_in(store, username, password_stdin)
+    account = sign_in(store.storage, username, password_stdin)
     if not account.edits_prompts:
-        raise _fail("only operators and admins change prompts; doctors approve safety texts")
+        raise fail("only operators and admins change prompts; doctors approve safety texts")
     return account
 
 
 def _reviewer(store: PromptStore, username: str, password_stdin: bool) -> Reviewer:
     """A signed-in staff account deciding on a waiting change."""
-    return _sign_in(store, username, password_stdin).reviewer()
+    return sign_in(store.storage, username, password_stdin).reviewer()
 
 
 def _outcome(name: str, outcome: Version | ApprovalRequest) -> str:
@@ -101,11 +74,6 @@ def _outcome(name: str, outcome: Version | ApprovalRequest) -> str:
         f"{outcome.base_version} stays active. A clinician or admin approves it with:\n"
         f"  carebot prompts approve {outcome.id} --by USERNAME (another account than yours)"
     )
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"carebot: {message}", err=True)
-    return typer.Exit(code)
 
 
 @prompts_app.command("list")
@@ -129,7 +97,7 @@ def show(
     store = _store()
     versions = asyncio.run(store.history(name))
     if not versions:
-        raise _fail(f"there is no prompt named {name!r}")
+        raise fail(f"there is no prompt named {name!r}")
     if history:
         for v in versions:
             mark = "*" if v.active else " "
@@ -139,7 +107,7 @@ def show(
         return
     chosen = next((v for v in versions if (v.version == version if version else v.active)), None)
     if chosen is None:
-        raise _fail(f"{name} has no version {version}")
+        raise fail(f"{name} has no version {version}")
     typer.echo(chosen.source, nl=False)
 
 
@@ -153,10 +121,10 @@ def show_diff(
     store = _store()
     versions = {v.version: v for v in asyncio.run(store.history(name))}
     if old not in versions:
-        raise _fail(f"{name} has no version {old}")
+        raise fail(f"{name} has no version {old}")
     if new.isdigit():
         if int(new) not in versions:
-            raise _fail(f"{name} has no version {new}")
+            raise fail(f"{name} has no version {new}")
         text, label = versions[int(new)].source, f"v{new}"
     elif new:
         text, label = Path(new).read_text(encoding="utf-8"), new
@@ -182,7 +150,7 @@ def publish(
     store = _store()
     active = asyncio.run(store.active())
     if name not in active:
-        raise _fail(f"there is no prompt named {name!r}")
+        raise fail(f"there is no prompt named {name!r}")
     editor = _editor(store, by, password_stdin)
     base_version = base or active[name].version
     try:
@@ -191,7 +159,7 @@ def publish(
         )
     except PublishRefused as exc:
         problems = "".join(f"\n  - {p}" for p in exc.problems)
-        raise _fail(f"not published: {exc}{problems}") from exc
+        raise fail(f"not published: {exc}{problems}") from exc
     typer.echo(_outcome(name, outcome))
 
 
@@ -209,7 +177,7 @@ def rollback(
     try:
         restored = asyncio.run(store.rollback(name, version, editor.author, note, editor.label))
     except PublishRefused as exc:
-        raise _fail(f"not rolled back: {exc}") from exc
+        raise fail(f"not rolled back: {exc}") from exc
     if isinstance(restored, Version):
         typer.echo(f"{name} version {restored.version} (the text of version {version}) is active")
     else:
@@ -245,7 +213,7 @@ def _show_request(store: PromptStore, request_id: int) -> None:
 
     request = asyncio.run(store.reviews.request(request_id))
     if request is None:
-        raise _fail(f"there is no change numbered {request_id}")
+        raise fail(f"there is no change numbered {request_id}")
     typer.echo(f"change {request.id} to {request.name}: {request.status}, by {request.author}")
     typer.echo(f"why: {request.note}\n")
     if request.name in store.library.groups:
@@ -278,7 +246,7 @@ def approve(
         version = asyncio.run(store.reviews.approve(request_id, reviewer, note))
     except PublishRefused as exc:
         problems = "".join(f"\n  - {p}" for p in exc.problems)
-        raise _fail(f"not approved: {exc}{problems}") from exc
+        raise fail(f"not approved: {exc}{problems}") from exc
     typer.echo(f"{version.name} version {version.version} is active (approved by {by})")
 
 
@@ -295,7 +263,7 @@ def reject(
     try:
         done = asyncio.run(store.reviews.reject(request_id, reviewer, note))
     except PublishRefused as exc:
-        raise _fail(f"not turned down: {exc}") from exc
+        raise fail(f"not turned down: {exc}") from exc
     typer.echo(f"change {done.id} to {done.name} turned down")
 
 

@@ -42,6 +42,7 @@ _SAMPLE_VALUES: dict[str, object] = {
     "limit": 4000,
     "memory_days": 7,
     "retention_days": 365,
+    "record_days": 3650,
 }
 
 

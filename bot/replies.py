@@ -59,6 +59,7 @@ class EngineOptions:
     max_message_chars: int = 4000
     history_turns: int = 20
     memory_s: float = 7 * 24 * 3600  # a silence this long starts a new episode
+    keep_clinical_record: bool = True  # /forget keeps cases (bot/storage/clinical_record.py)
 
 
 def detect_language(text: str, fallback: str) -> str:

@@ -188,6 +188,7 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
             max_message_chars=settings.max_message_chars,
             history_turns=settings.history_turns,
             memory_s=settings.session_ttl_s,
+            keep_clinical_record=settings.clinical_record_days > 0,
         ),
     )
     cases = CaseService(
@@ -204,7 +205,7 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     runtime = Runtime(settings, storage, sessions, llm, engine, cases, prompt_store)
     deadlines = asyncio.create_task(cases.run_deadlines(), name="case-deadlines")
     reloading = asyncio.create_task(reloader.run(), name="prompt-reload")
-    retention = Retention(storage, settings.retention_days)
+    retention = Retention(storage, settings.retention_days, settings.clinical_record_days)
     purging = asyncio.create_task(
         retention.run(RETENTION_EVERY_S, runtime.patient_erased), name="retention"
     )

@@ -385,7 +385,8 @@ async def test_a_doctors_group_that_refuses_alerts_is_reported_retried_and_told(
 async def test_forget_reaches_doctors_chats_audit_caches_and_the_database_file(
     api: BotAPIServer, make_runtime: RuntimeFactory, tmp_path: Path
 ) -> None:
-    rt = await start(api, make_runtime, tmp_path)
+    # No clinical record kept apart (tests/test_clinical_record.py has the default).
+    rt = await start(api, make_runtime, tmp_path, clinical_record_days=0)
     secret = "my neighbour Zebedee Quartermaine found me"
     api.send_update(private_message(8, PATIENT, text="yes"))
     await wait(api, lambda: api.texts(PATIENT), "thanks")

@@ -100,7 +100,7 @@ async def test_silent_patients_go_active_ones_and_open_cases_stay(storage: Stora
         )
         s.commit()
 
-    report = await Retention(storage, days=365).purge()
+    report = await Retention(storage, days=365, record_days=0).purge()
 
     assert report.patients == 2 and report.updates == 1
     with Session(storage.engine) as s:
@@ -120,14 +120,14 @@ async def test_silent_patients_go_active_ones_and_open_cases_stay(storage: Stora
     # The doctors' side is told which of the bot's messages to blank.
     assert [f.doctor_messages for f in report.erased if f.doctor_messages] == [[(-100, 7)]]
 
-    again = await Retention(storage, days=365).purge()
+    again = await Retention(storage, days=365, record_days=0).purge()
     assert not again.anything  # nothing twice
 
 
 async def test_zero_days_keeps_everything(storage: Storage) -> None:
     pid = await patient(storage, "201", "keep me")
     age(storage, pid, timedelta(days=10_000))
-    assert not (await Retention(storage, days=0).purge()).anything
+    assert not (await Retention(storage, days=0, record_days=0).purge()).anything
     with Session(storage.engine) as s:
         assert len(s.exec(select(Patient)).all()) == 1
 
@@ -140,7 +140,7 @@ async def test_the_running_job_hands_erased_patients_on(storage: Storage) -> Non
     async def erased(one: Forgotten) -> None:
         handed.append(one)
 
-    task = asyncio.create_task(Retention(storage, days=30).run(3600, erased))
+    task = asyncio.create_task(Retention(storage, days=30, record_days=0).run(3600, erased))
     try:
         for _ in range(200):
             if handed:
@@ -216,7 +216,7 @@ async def test_the_retention_job_clears_session_memory_and_caches_too(
         await rt.engine.handle(msg)
         probe = Redis.from_url(redis.url, decode_responses=True)
         assert any("telegram:556" in k for k in probe.keys("*"))
-        later = Retention(rt.storage, 30, clock=lambda: utcnow() + timedelta(days=31))
+        later = Retention(rt.storage, 30, 0, clock=lambda: utcnow() + timedelta(days=31))
         report = await later.purge()
         assert report.patients == 1 and report.erased[0].chat_keys == ["telegram:556"]
         await rt.patient_erased(report.erased[0])  # what the retention task hands it to

@@ -238,7 +238,7 @@ class CaseService:
             await self.events.publish(
                 CaseEvent(
                     kind="erase_messages",
-                    case_id=erased.case_ids[0],
+                    case_id=(erased.case_ids or [0])[0],  # 0: only closed cases' copies
                     level="",
                     status="forgotten",
                     messages=erased.doctor_messages,

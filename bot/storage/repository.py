@@ -27,7 +27,9 @@ from bot.storage.tables import (
     ChannelUpdate,
     Conversation,
     DoctorChatMessage,
+    ErasureRequest,
     Escalation,
+    LegalHold,
     Message,
     Patient,
 )
@@ -252,14 +254,22 @@ class Storage:
 
         await self.run(work)
 
-    async def forget_patient(self, channel: str, user_id: str) -> Forgotten:
-        """Delete a patient and everything stored about them; return what was deleted and
-        the bot's messages in doctors' chats that still show them (for the channel to blank).
+    async def forget_patient(
+        self, channel: str, user_id: str, keep_record: bool = True
+    ) -> Forgotten:
+        """Delete what may go of a patient (with `keep_record`, their clinical record stays
+        and their request to erase it is filed: bot/storage/clinical_record.py); return what
+        was deleted and the bot's messages in doctors' chats that still show them (for the
+        channel to blank).
 
         The audit log keeps that a pseudonymous patient was forgotten, and when; the events
-        of their cases keep who did what and when, but not the details (outcome notes).
+        of erased cases keep who did what and when, but not the details (outcome notes).
         """
-        erased = await self.run(lambda s: forget_patient_rows(s, channel, user_id))
+        from bot.storage.clinical_record import erase_patient
+
+        erased = await self.run(
+            lambda s: erase_patient(s, channel, user_id, "patient", keep_record)
+        )
         if erased.case_ids or erased.counts:
             await self.scrub()
         return erased
@@ -459,6 +469,8 @@ class Forgotten:
     case_ids: list[int] = field(default_factory=list)
     doctor_messages: list[tuple[int, int]] = field(default_factory=list)  # (chat, message)
     chat_keys: list[str] = field(default_factory=list)  # session memory to erase too
+    record_kept: bool = False  # the clinical record stayed (bot/storage/clinical_record.py)
+    request_id: int | None = None  # the patient's request to erase it too, for review
 
 
 REDACTED = {"redacted": "patient erased"}
@@ -518,6 +530,14 @@ def forget_patient_rows(s: Session, channel: str, user_id: str, by: str = "patie
     }
     for conv in conversations:
         s.delete(conv)
+    s.execute(delete(LegalHold).where(col(LegalHold.patient_id) == patient.id))  # released ones
+    s.execute(  # a request to erase what is now erased is answered
+        update(ErasureRequest)
+        .where(
+            col(ErasureRequest.patient_id) == patient.id, col(ErasureRequest.status) == "pending"
+        )
+        .values(status="erased", decided_by=by, decided_at=utcnow())
+    )
     s.flush()
     s.delete(patient)
     s.add(audit_event(by, "patient.forgotten", "patient", patient.pseudonym, **counts))

@@ -34,6 +34,11 @@ class Patient(SQLModel, table=True):
     language: str | None = Field(default=None, max_length=16)
     consent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     created_at: datetime = _ts(nullable=False)
+    # When the chat transcript was last erased while the clinical record stayed (see
+    # bot/storage/clinical_record.py); None: never.
+    transcript_erased_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class Conversation(SQLModel, table=True):
@@ -282,6 +287,49 @@ class PendingErasure(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     chat_key: str = Field(max_length=200, index=True)
     requested_at: datetime = _ts(nullable=False)
+
+
+class LegalHold(SQLModel, table=True):
+    """A hold on a patient's data: while it is in force nothing of theirs is erased, not by
+    /forget, the retention job or an approved erasure request."""
+
+    __tablename__ = "legal_holds"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patients.id", index=True)
+    reason: str = Field(sa_column=Column(SealedText, nullable=False))
+    placed_by: str = Field(max_length=64)
+    placed_at: datetime = _ts(nullable=False)
+    released_by: str | None = Field(default=None, max_length=64)
+    released_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class ErasureRequest(SQLModel, table=True):
+    """A patient's request to erase their clinical record, waiting for an administrator's
+    decision. No foreign key: the request outlives the record it asked to erase."""
+
+    __tablename__ = "erasure_requests"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(index=True)
+    pseudonym: str = Field(max_length=32)
+    requested_at: datetime = _ts(nullable=False)
+    status: str = Field(default="pending", max_length=16, index=True)  # pending|erased|kept
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    reason: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
+
+
+class DeliveryCursor(SQLModel, table=True):
+    """How far a feed read from the audit log has been delivered (the last event id), so a
+    restart neither repeats nor skips (administrators' security alerts)."""
+
+    __tablename__ = "delivery_cursors"
+
+    name: str = Field(primary_key=True, max_length=64)
+    position: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 class PromptVersion(SQLModel, table=True):

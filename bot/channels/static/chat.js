@@ -62,7 +62,7 @@ form.addEventListener("submit", e => { e.preventDefault(); const t = input.value
 input.addEventListener("keydown", e => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); } });
 document.getElementById("doctor").addEventListener("click", () => action("/api/doctor", "…"));
 document.getElementById("forget").addEventListener("click", async () => {
-  if (!confirm("Delete everything CareBot stored about this chat? This cannot be undone.")) return;
+  if (!confirm("Delete this chat? If a doctor looked at your case, that is a medical record: the clinic is asked to delete it too, and staff decide. This cannot be undone.")) return;
   const reply = await action("/api/forget", "…");
   if (reply && reply.kind !== "error") { log.replaceChildren(); bubble("bot notice", reply.text); }
 });

@@ -23,6 +23,7 @@ from bot.channels.telegram.delivery import Sender
 from bot.channels.telegram.doctors import DoctorsDesk
 from bot.channels.telegram.requests import TolerantUpdatesRequest
 from bot.config import Settings
+from bot.dashboard.security_alerts import SecurityAlerts
 from bot.dashboard.telegram_link import TelegramLinks
 from bot.runtime import Runtime
 from bot.storage.inbox import RetryPolicy, UpdateInbox
@@ -158,6 +159,15 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
     if replayed:
         logger.info("replaying %d telegram updates not finished before the restart", replayed)
     sweeps = asyncio.create_task(channel.run_sweeps(application.bot), name="telegram-sweeps")
+    alerts = SecurityAlerts(runtime.storage, settings.dashboard_url)
+
+    async def to_admin(chat_id: int, text: str) -> None:
+        await Sender(application.bot, chat_id).send(text)
+
+    alerts_stop = asyncio.Event()
+    admin_alerts = asyncio.create_task(
+        alerts.run(to_admin, settings.admin_alerts_s, alerts_stop), name="admin-security-alerts"
+    )
     assert application.updater is not None
     if settings.telegram_webhook_url:
         host, _, port = settings.telegram_webhook_listen.rpartition(":")
@@ -178,9 +188,13 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
 
     async def stop() -> None:
         assert application.updater is not None
-        sweeps.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeps
+        alerts_stop.set()  # the push under way finishes (a send and its cursor go together)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(admin_alerts), 10)
+        for task in (sweeps, admin_alerts):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await application.updater.stop()
         # Finish what is under way (a reply cut off now would be sent again after the
         # restart); what is left after the grace period is replayed from the inbox.

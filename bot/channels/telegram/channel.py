@@ -436,6 +436,10 @@ class TelegramChannel:
             )
         else:  # kept until the patient deletes it
             reply = await self.engine.acknowledge(msg, "privacy_kept", memory_days=days)
+        if record := self.settings.clinical_record_days:
+            extra = await self.engine.acknowledge(msg, "privacy_record", record_days=record)
+            if reply is not None and extra is not None:
+                reply.text = f"{reply.text.rstrip()}\n\n{extra.text}"
         await self._send(sender, reply)
 
     async def _language(self, msg: IncomingMessage, sender: Sender) -> None:

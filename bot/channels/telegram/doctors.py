@@ -46,7 +46,7 @@ NOT_LINKED = (
 # Where patient text is kept out of Telegram (CAREBOT_TELEGRAM_PATIENT_TEXT=false).
 NO_TEXT_HERE = "The summary and the patient's words are in the dashboard only: open the case there."
 # What a blanked alert or relay says once its patient is erased (/forget, or retention).
-ERASED = "[deleted: this patient's data was erased]"
+ERASED = "[deleted: this patient's chat was erased; a kept case record is in the dashboard]"
 HOLDER_GONE = (
     "⚠️ The staff account holding case #{case} can no longer act on it (disabled or "
     "unlinked). Another doctor or an admin can take it over in the dashboard."
