@@ -15,6 +15,7 @@ from bot.cases.summary import CaseSummarizer
 from bot.config import Settings
 from bot.engine import ConversationEngine
 from bot.errors import ConfigError, LLMUnavailable, MemoryUnavailable
+from bot.guideline_approvals import left_out, start_up_gate
 from bot.llm.base import LLMBackend
 from bot.llm.factory import build_llm
 from bot.memory.base import SessionStore
@@ -82,17 +83,25 @@ def build_sessions(settings: Settings) -> SessionStore:
 
 
 def open_guidelines(settings: Settings) -> GuidelineLibrary:
-    """Open the guideline index and bring the start-up guidelines up to date in it."""
+    """Open the guideline index and bring the start-up guidelines up to date in it (the
+    bundled pack, and the files of CAREBOT_GUIDELINE_PATHS that were approved)."""
     library = GuidelineLibrary.open(settings)
     if settings.ingest_on_start:
+        gate = start_up_gate(settings)
         try:
-            report = library.ingest(library.start_up_paths())
+            report = library.ingest(library.start_up_paths(), admit=gate.admit if gate else None)
         except IndexUnavailable as exc:
             # Serve anyway: emergencies need no index, and answers say no guideline was found.
             logger.error("guidelines could not be ingested (%s)", exc)
         else:
             for failed in (f for f in report.files if f.status == "failed"):
                 logger.warning("guideline %s skipped: %s", failed.path, failed.reason)
+            for path in left_out(gate):
+                logger.warning(
+                    "guideline %s is not approved and was left out (propose it with "
+                    "carebot ingest PATH --by USERNAME; a clinician approves it)",
+                    path.name,
+                )
     try:
         library.embedder.warm_up()
     except IndexUnavailable as exc:
@@ -115,7 +124,10 @@ def build_triage(
     # without an embedding model they cannot be matched, and the rules stand alone.
     criteria = None
     if embedder is not None and settings.triage_semantic and settings.triage_criteria:
-        criteria = CriteriaBook.load([BUNDLED, *settings.guideline_paths])
+        gate = start_up_gate(settings)  # a page not approved sets no criterion
+        criteria = CriteriaBook.load(
+            [BUNDLED, *settings.guideline_paths], admit=gate.admit if gate else None
+        )
     rules = TriageRules(criteria=criteria)
     if embedder is not None and settings.triage_semantic:
         semantic = SemanticMatcher(

@@ -13,7 +13,7 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -29,7 +29,11 @@ from rag.loaders import SUPPORTED_SUFFIXES, display_path, parse, read_file
 logger = logging.getLogger(__name__)
 # Bump when loaders or chunking change what a file turns into: every document is re-ingested.
 PIPELINE_VERSION = "1"
-Status = Literal["added", "updated", "unchanged", "removed", "duplicate", "failed"]
+Status = Literal["added", "updated", "unchanged", "removed", "duplicate", "failed", "unapproved"]
+# Whether a file may enter the index, given its path and bytes (four eyes on guideline pages:
+# bot/guideline_approvals.py). A file refused is reported "unapproved" and, when it was in
+# the index before, taken out of it.
+Admit = Callable[[Path, bytes], bool]
 
 
 class FileOutcome(BaseModel):
@@ -130,8 +134,10 @@ def ingest(
     embedder: MiniLMEmbeddings,
     options: IngestOptions | None = None,
     progress: Progress | None = None,
+    admit: Admit | None = None,
 ) -> IngestReport:
-    """Bring the index in line with `paths`, reporting each file to `progress`."""
+    """Bring the index in line with `paths`, reporting each file to `progress`; with `admit`,
+    only the files it admits."""
     options = options or IngestOptions()
     started = time.perf_counter()
     files, folders, ignored, missing = find_files(paths)
@@ -172,6 +178,10 @@ def ingest(
             data = read_file(path, options.max_bytes)
         except LoadError as exc:
             decided(FileOutcome(path=shown, status="failed", reason=exc.reason))
+            continue
+        if admit is not None and not admit(path, data):
+            seen.discard(key)  # as if absent: an earlier copy leaves the index below
+            decided(FileOutcome(path=shown, status="unapproved", reason="awaiting approval"))
             continue
         doc_hash = _hash(data, options)
         entry: DocumentEntry | None = known.get(key)

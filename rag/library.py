@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.config import Settings
 from rag.embeddings import MiniLMEmbeddings
 from rag.index import GuidelineIndex
-from rag.ingest import IngestOptions, IngestReport, Progress, ingest
+from rag.ingest import Admit, IngestOptions, IngestReport, Progress, ingest
 from rag.retrieval import RetrievalOptions, Retriever
 
 BUNDLED = Path(__file__).with_name("guidelines")
@@ -43,14 +43,20 @@ class GuidelineLibrary:
         )
         return cls(settings, embedder, index, Retriever(index, embedder, options))
 
-    def ingest(self, paths: Sequence[Path], progress: Progress | None = None) -> IngestReport:
-        """Ingest files and folders incrementally with the configured limits."""
+    def ingest(
+        self,
+        paths: Sequence[Path],
+        progress: Progress | None = None,
+        admit: Admit | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders incrementally with the configured limits (only what
+        `admit` admits, when given)."""
         options = IngestOptions(
             max_bytes=self.settings.ingest_max_file_mb * 1024 * 1024,
             max_chars=self.settings.chunk_max_chars,
             overlap=self.settings.chunk_overlap,
         )
-        return ingest(paths, self.index, self.embedder, options, progress)
+        return ingest(paths, self.index, self.embedder, options, progress, admit)
 
     def start_up_paths(self) -> list[Path]:
         """Return what is ingested at start: the bundled pack and the configured paths."""

@@ -235,6 +235,30 @@ def test_ingest_stats_ask_and_drop(tmp_path: Path) -> None:
     )
     (guides / "empty.txt").write_text("")
     own = {"CAREBOT_INDEX_DIR": str(tmp_path / "index"), "CAREBOT_INGEST_ON_START": "false"}
+    password = b"correct horse battery staple 42\n"  # pragma: allowlist secret
+    for user, role in (("sam", "operator"), ("lee", "doctor")):
+        made = run(
+            ["users", "add", user, "--role", role, "--name", user, "--password-stdin"],
+            password,
+            tmp_path,
+            **own,
+        )
+        assert made.returncode == 0, made.stderr
+    # Four eyes: not approved, left out; proposed by an operator, approved by a clinician.
+    out = run(["ingest", str(guides)], b"", tmp_path, **own)
+    assert "unapproved 1" in out.stdout and "added 0" in out.stdout, out.stderr
+    assert "not approved and were left out" in out.stdout
+    signed = ["--by", "sam", "--password-stdin"]
+    out = run(["ingest", str(guides), *signed], password, tmp_path, **own)
+    assert "wait for a clinician's approval (proposals 1)" in out.stdout, out.stderr
+    shown = run(["guidelines", "show", "1"], b"", tmp_path, **own)
+    assert "title: Hiccups" in shown.stdout and "Sip cold water slowly." in shown.stdout
+    own_approval = run(["guidelines", "approve", "1", *signed], password, tmp_path, **own)
+    assert own_approval.returncode == 1 and "only clinicians" in own_approval.stderr
+    approved = run(
+        ["guidelines", "approve", "1", "--by", "lee", "--password-stdin"], password, tmp_path, **own
+    )
+    assert approved.returncode == 0 and "approved" in approved.stdout, approved.stderr
     out = run(["ingest", str(guides)], b"", tmp_path, **own)
     assert out.returncode == 0, out.stderr
     assert "added 1" in out.stdout and "failed 1" in out.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.channels.telegram import start_telegram
 from bot.dashboard.accounts import StaffAccounts
@@ -47,7 +47,8 @@ async def start(
 async def feed_started(rt: Runtime, api: BotAPIServer) -> None:
     def started() -> bool:
         with Session(rt.storage.engine) as s:
-            return s.get(DeliveryCursor, "admin_security_alerts") is not None
+            query = select(DeliveryCursor).where(DeliveryCursor.name == "admin_security_alerts")
+            return s.exec(query).first() is not None
 
     assert await api.await_for(started, 10), "the feed never started"
 

@@ -69,7 +69,7 @@ class SecurityAlerts:
         """Security events not yet sent, oldest first (the first call starts the feed now)."""
 
         def work(s: Session) -> list[Alert]:
-            cursor = s.get(DeliveryCursor, CURSOR)
+            cursor = s.exec(select(DeliveryCursor).where(DeliveryCursor.name == CURSOR)).first()
             if cursor is None:
                 newest = s.exec(select(func.max(AuditEvent.id))).one() or 0
                 s.add(DeliveryCursor(name=CURSOR, position=newest))
@@ -126,7 +126,7 @@ class SecurityAlerts:
 
     async def delivered(self, event_id: int) -> None:
         def work(s: Session) -> None:
-            cursor = s.get(DeliveryCursor, CURSOR)
+            cursor = s.exec(select(DeliveryCursor).where(DeliveryCursor.name == CURSOR)).first()
             if cursor is not None and cursor.position < event_id:
                 cursor.position = event_id
                 s.add(cursor)

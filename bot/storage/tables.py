@@ -322,13 +322,34 @@ class ErasureRequest(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(SealedText, nullable=True))
 
 
+class GuidelineApproval(SQLModel, table=True):
+    """A guideline file (by the SHA-256 of its bytes) proposed for the index by one staff
+    account and approved or rejected by another: pages change answers and triage criteria."""
+
+    __tablename__ = "guideline_approvals"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(max_length=64, index=True)
+    path: str = Field(max_length=1000)
+    status: str = Field(default="pending", max_length=16, index=True)  # |approved|rejected
+    proposed_by: str = Field(max_length=128)
+    proposer_key: str = Field(max_length=64)  # the account, for "a second account"
+    proposed_at: datetime = _ts(nullable=False)
+    decided_by: str | None = Field(default=None, max_length=128)
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    note: str = ""
+
+
 class DeliveryCursor(SQLModel, table=True):
     """How far a feed read from the audit log has been delivered (the last event id), so a
     restart neither repeats nor skips (administrators' security alerts)."""
 
     __tablename__ = "delivery_cursors"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
-    name: str = Field(primary_key=True, max_length=64)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True)
     position: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 

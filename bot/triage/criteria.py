@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import yaml
@@ -111,8 +111,13 @@ class CriteriaBook(BaseModel):
     criteria: list[Criterion] = Field(default_factory=list)
 
     @classmethod
-    def load(cls, sources: Iterable[Path] = (BUNDLED_PAGES,)) -> CriteriaBook:
-        """Read the criteria of every Markdown page in these files or folders.
+    def load(
+        cls,
+        sources: Iterable[Path] = (BUNDLED_PAGES,),
+        admit: Callable[[Path, bytes], bool] | None = None,
+    ) -> CriteriaBook:
+        """Read the criteria of every Markdown page in these files or folders (with `admit`,
+        of the pages it admits: a page not approved sets no criterion).
 
         A page whose front matter is unreadable or whose criteria do not validate is skipped
         with a warning naming it: one bad page must not take triage down.
@@ -121,7 +126,10 @@ class CriteriaBook(BaseModel):
         seen: set[str] = set()
         for path in _pages(sources):
             try:
-                found = _page_criteria(path)
+                raw = path.read_bytes()
+                if admit is not None and not admit(path, raw):
+                    continue
+                found = _page_criteria(path, raw.decode("utf-8"))
             except (
                 OSError,
                 UnicodeDecodeError,
@@ -153,8 +161,7 @@ def _pages(sources: Iterable[Path]) -> list[Path]:
     return pages
 
 
-def _page_criteria(path: Path) -> list[Criterion]:
-    raw = path.read_text(encoding="utf-8")
+def _page_criteria(path: Path, raw: str) -> list[Criterion]:
     match = _FRONT.match(raw)
     if not match:
         return []

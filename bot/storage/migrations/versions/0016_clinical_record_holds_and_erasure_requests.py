@@ -1,5 +1,5 @@
 """the clinical record apart from the chat transcript: legal holds, erasure requests; a
-delivery cursor for administrators' security alerts
+delivery cursor for administrators' security alerts; four eyes on guideline files
 
 Revision ID: 0016
 Revises: 0015
@@ -56,13 +56,38 @@ def upgrade() -> None:
 
     op.create_table(
         "delivery_cursors",
+        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("name"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("name"),
+        sqlite_autoincrement=True,
     )
+    op.create_table(
+        "guideline_approvals",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("path", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("proposed_by", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+        sa.Column("proposer_key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("proposed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("decided_by", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("note", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
+    )
+    with op.batch_alter_table("guideline_approvals", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_guideline_approvals_digest"), ["digest"], unique=False)
+        batch_op.create_index(batch_op.f("ix_guideline_approvals_status"), ["status"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("guideline_approvals", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_guideline_approvals_status"))
+        batch_op.drop_index(batch_op.f("ix_guideline_approvals_digest"))
+    op.drop_table("guideline_approvals")
     op.drop_table("delivery_cursors")
     with op.batch_alter_table("erasure_requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_erasure_requests_status"))
