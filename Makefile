@@ -25,11 +25,15 @@ lock: ## pin the dependencies, with hashes, in requirements/*.lock (UPGRADE=1: n
 run: $(VENV)/.run-installed ## set up and start CareBot on embedded defaults (web chat on :8000)
 	@$(VENV)/bin/carebot serve
 
-system-deps: ## install Debian packages the tests need (redis-server, chromium), if missing
+system-deps: ## install Debian packages the tests need (redis-server, postgresql, chromium), if missing
 	@command -v redis-server >/dev/null || { \
 	  echo "==> installing redis-server"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "==> installing postgresql (storage tests run on PostgreSQL and SQLite)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 	@[ -x /usr/bin/chromium ] || { \
 	  echo "==> installing chromium (the dashboard's browser tests drive it with Playwright)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -23,7 +23,7 @@ from rag.library import GuidelineLibrary
 from tests.bot_api import BotAPIServer
 from tests.fakes import scripted
 from tests.log_scan import LogScan
-from tests.servers import RedisServer
+from tests.servers import PostgresServer, RedisServer
 
 _real_connect = socket.socket.connect
 
@@ -131,6 +131,24 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(folder)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on a free loopback port, for the whole test session."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind CareBot supports: the SQLite file of the embedded
+    default, and a fresh database on the test session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'carebot.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.fresh_database()
 
 
 @pytest.fixture(scope="session")

@@ -110,3 +110,97 @@ def silent_server() -> Iterator[int]:
         yield int(sock.getsockname()[1])
     finally:
         sock.close()
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster from Debian's `postgresql` package on a free loopback
+    port, durability off (a test database is never kept), one fresh database per test.
+
+    PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` account
+    the package creates, in a folder of its own outside pytest's private temporary folder.
+    """
+
+    def __init__(self) -> None:
+        import glob
+        import os
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            raise RuntimeError("PostgreSQL is not installed (make test installs it)")
+        bindir = Path(found[-1]).parent
+        self.folder = Path(tempfile.mkdtemp(prefix="carebot-pg-"))
+        as_owner: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+            as_owner = ["runuser", "-u", "postgres", "--"]
+        data = self.folder / "data"
+        subprocess.run(
+            [
+                *as_owner,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "carebot",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                *as_owner,
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.folder),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        if not wait_for_port(self.port, 30):
+            self.stop()
+            raise RuntimeError("postgres did not start")
+        self._made = 0
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://carebot@127.0.0.1:{self.port}/{database}"
+
+    def fresh_database(self) -> str:
+        """Create an empty database; return its SQLAlchemy URL."""
+        import psycopg
+
+        self._made += 1
+        name = f"test_{self._made}"
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=carebot dbname=postgres", autocommit=True
+        ) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        shutil.rmtree(self.folder, ignore_errors=True)

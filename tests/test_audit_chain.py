@@ -75,6 +75,27 @@ def test_a_removed_or_changed_event_breaks_the_chain_where_it_happened(tmp_path:
     assert not found.ok and "newest events were removed" in found.reason
 
 
+def test_concurrent_writers_keep_one_chain(database_url: str) -> None:
+    # Eight connections appending at once (a server database's pool): the head row is locked
+    # while an event links to it, so no two events take the same predecessor.
+    from concurrent.futures import ThreadPoolExecutor
+
+    storage = Storage(make_engine(database_url))
+    upgrade(storage.engine)
+
+    def writer(n: int) -> None:
+        for i in range(15):
+            with Session(storage.engine) as s:
+                s.add(audit_event(f"staff:{n}", "case.read", "escalation_read", str(i)))
+                s.commit()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(writer, range(8)))
+    found = verdict(storage)
+    storage.engine.dispose()
+    assert found.ok and found.checked == 120, found.reason
+
+
 def test_details_emptied_on_purpose_still_verify_but_altered_ones_do_not(tmp_path: Path) -> None:
     storage = fresh(tmp_path)
     write_events(storage, 6)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,12 @@ LONG_AGO = timedelta(days=400)
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Storage:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'carebot.db'}")
+def storage(database_url: str) -> Iterator[Storage]:
+    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
+    engine = make_engine(database_url)
     upgrade(engine)
-    return Storage(engine)
+    yield Storage(engine)
+    engine.dispose()
 
 
 def said(user: str, n: int, text: str) -> IncomingMessage:
@@ -108,8 +111,9 @@ async def test_forget_erases_the_chat_and_keeps_the_record_and_files_a_request(
     assert conv.state is None
     (request,) = rows(storage, ErasureRequest)
     assert request.status == "pending" and request.pseudonym == rows(storage, Patient)[0].pseudonym
-    for path in (tmp_path / "db").glob("carebot.db*"):
-        assert b"Zebedee" not in path.read_bytes(), path.name
+    if storage.engine.dialect.name == "sqlite":  # no copy in free pages or the WAL either
+        files = list((tmp_path / "db").glob("carebot.db*"))
+        assert files and all(b"Zebedee" not in f.read_bytes() for f in files)
 
     again = await storage.forget_patient("telegram", "701")  # a second /forget: one request
     assert again.request_id == request.id and len(rows(storage, ErasureRequest)) == 1

@@ -5,6 +5,7 @@ a new proposal, and the old copy leaves the index meanwhile."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,12 @@ EXTRA = Path(__file__).parent / "data" / "guideline_extra" / "hiccups.md"
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Storage:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'carebot.db'}")
+def storage(database_url: str) -> Iterator[Storage]:
+    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
+    engine = make_engine(database_url)
     upgrade(engine)
-    return Storage(engine)
+    yield Storage(engine)
+    engine.dispose()
 
 
 def gate(storage: Storage) -> GuidelineGate:

@@ -5,8 +5,8 @@ side which bot messages to blank."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -31,10 +31,12 @@ LONG_AGO = timedelta(days=400)
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Storage:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'carebot.db'}")
+def storage(database_url: str) -> Iterator[Storage]:
+    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
+    engine = make_engine(database_url)
     upgrade(engine)
-    return Storage(engine)
+    yield Storage(engine)
+    engine.dispose()
 
 
 async def patient(storage: Storage, user: str, text: str, case: str | None = None) -> int:

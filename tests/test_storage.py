@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,12 @@ from bot.storage.tables import AuditEvent, Escalation, Message, Patient
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Storage:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'carebot.db'}")
+def storage(database_url: str) -> Iterator[Storage]:
+    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
+    engine = make_engine(database_url)
     upgrade(engine)
-    return Storage(engine)
+    yield Storage(engine)
+    engine.dispose()
 
 
 def msg(message_id: str = "1", text: str = "hello", user: str = "u1") -> IncomingMessage:
@@ -38,6 +41,16 @@ def test_migrations_match_the_models(storage: Storage) -> None:
 
 def test_upgrade_twice_is_harmless(storage: Storage) -> None:
     upgrade(storage.engine)
+
+
+def test_every_migration_runs_down_and_up_again(storage: Storage) -> None:
+    config = alembic_config(storage.engine)
+    command.downgrade(config, "base")
+    with storage.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)  # all gone
+    command.upgrade(config, "head")
+    with storage.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
 
 
 async def test_incoming_message_is_stored_once(storage: Storage) -> None:

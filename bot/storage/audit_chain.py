@@ -4,8 +4,10 @@ Each event's `chain_hash` is SHA-256 over the previous event's link and the even
 fields (id, time, actor, action, subject, and the digest of its details as written). Deleting
 an event, reordering, or changing who, what, when or to which record breaks every later link;
 `carebot audit verify` walks the chain and names the first broken event. The chain's newest
-link is kept in a one-row table, locked while events are appended, so every process appends
-in one order (PostgreSQL: a row lock; SQLite: its single writer).
+link is kept in a one-row table (made by migration 0016), locked while events are appended,
+so every process appends in one order: a write to the row comes first, before the head is
+read (PostgreSQL: its row lock; SQLite: its one write lock, taken there, so two appenders
+never read the same head).
 
 Details may later be emptied on purpose (retention after the legal period, a patient's
 erasure): their digest stays, so the chain still verifies; details that are present must
@@ -70,9 +72,13 @@ def _before_flush(session: Session, _ctx: object, _instances: object) -> None:
         e.details_digest = details_digest(e.details)
     if _HEAD not in session.info:
         # Locked before the INSERTs take their ids: a concurrent appender waits here, so the
-        # chain's order is the ids' order.
-        query = sql_select(col(AuditChainHead.chain_hash)).where(col(AuditChainHead.id) == 1)
-        head = session.connection().execute(query.with_for_update()).first()
+        # chain's order is the ids' order. A write, not SELECT ... FOR UPDATE, which SQLite
+        # ignores: there two transactions read the same head and forked the chain.
+        conn = session.connection()
+        mine = col(AuditChainHead.id) == 1
+        conn.execute(update(AuditChainHead).where(mine).values(id=AuditChainHead.id))
+        query = sql_select(col(AuditChainHead.chain_hash)).where(mine)
+        head = conn.execute(query.with_for_update()).first()
         session.info[_HEAD] = head[0] if head is not None else None
 
 

@@ -91,19 +91,25 @@ def requests() -> None:
         )
 
 
+def _as_admin(by: str, password_stdin: bool, work: Callable[[Session, str], object]) -> Storage:
+    """Sign an administrator in and run `work` with their audit label; the storage, for
+    what follows (its connections are closed, and open again on use)."""
+    storage = _storage()
+    actor = _admin(storage, by, password_stdin)
+    _act(storage, lambda s: work(s, actor))
+    return storage
+
+
 @records_app.command("erase")
 def erase(
-    request_id: int,
-    by: _By,
-    reason: _Reason,
-    password_stdin: _PasswordStdin = False,
+    request_id: int, by: _By, reason: _Reason, password_stdin: _PasswordStdin = False
 ) -> None:
     """Grant an erasure request: the patient's clinical record is erased."""
     from bot.storage.clinical_record import decide
 
-    storage = _storage()
-    actor = _admin(storage, by, password_stdin)
-    _act(storage, lambda s: decide(s, request_id, True, actor, reason))
+    storage = _as_admin(
+        by, password_stdin, lambda s, actor: decide(s, request_id, True, actor, reason)
+    )
     try:
         asyncio.run(storage.scrub())  # no copy left in SQLite's write-ahead log
     finally:
@@ -112,50 +118,31 @@ def erase(
 
 
 @records_app.command("keep")
-def keep(
-    request_id: int,
-    by: _By,
-    reason: _Reason,
-    password_stdin: _PasswordStdin = False,
-) -> None:
+def keep(request_id: int, by: _By, reason: _Reason, password_stdin: _PasswordStdin = False) -> None:
     """Refuse an erasure request: the record is kept (say why, e.g. the legal period)."""
     from bot.storage.clinical_record import decide
 
-    storage = _storage()
-    actor = _admin(storage, by, password_stdin)
-    _act(storage, lambda s: decide(s, request_id, False, actor, reason))
+    _as_admin(by, password_stdin, lambda s, actor: decide(s, request_id, False, actor, reason))
     typer.echo(f"erasure request {request_id}: the clinical record is kept")
 
 
 @records_app.command("hold")
-def hold(
-    pseudonym: str,
-    by: _By,
-    reason: _Reason,
-    password_stdin: _PasswordStdin = False,
-) -> None:
+def hold(pseudonym: str, by: _By, reason: _Reason, password_stdin: _PasswordStdin = False) -> None:
     """Place a legal hold: nothing of the patient's is erased until it is released."""
     from bot.storage.clinical_record import hold as place
 
-    storage = _storage()
-    actor = _admin(storage, by, password_stdin)
-    _act(storage, lambda s: place(s, pseudonym, actor, reason))
+    _as_admin(by, password_stdin, lambda s, actor: place(s, pseudonym, actor, reason))
     typer.echo(f"{pseudonym}: on legal hold")
 
 
 @records_app.command("release")
 def release(
-    pseudonym: str,
-    by: _By,
-    reason: _Reason,
-    password_stdin: _PasswordStdin = False,
+    pseudonym: str, by: _By, reason: _Reason, password_stdin: _PasswordStdin = False
 ) -> None:
     """End a legal hold; retention and erasure requests apply again."""
     from bot.storage.clinical_record import release as end
 
-    storage = _storage()
-    actor = _admin(storage, by, password_stdin)
-    _act(storage, lambda s: end(s, pseudonym, actor, reason))
+    _as_admin(by, password_stdin, lambda s, actor: end(s, pseudonym, actor, reason))
     typer.echo(f"{pseudonym}: legal hold released")
 
 

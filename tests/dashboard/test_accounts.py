@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -35,10 +35,12 @@ class Clock:
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Storage:
-    engine = make_engine(f"sqlite:///{tmp_path / 'carebot.db'}")
+def storage(database_url: str) -> Iterator[Storage]:
+    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
+    engine = make_engine(database_url)
     upgrade(engine)
-    return Storage(engine)
+    yield Storage(engine)
+    engine.dispose()
 
 
 async def test_passwords_are_stored_as_argon2id_hashes(storage: Storage) -> None:
@@ -129,10 +131,10 @@ async def test_a_stream_does_not_keep_a_sign_in_alive(storage: Storage) -> None:
     assert await sessions.resolve(token) is None
 
 
-async def test_parallel_wrong_guesses_all_count_and_lock_once(tmp_path: Path) -> None:
+async def test_parallel_wrong_guesses_all_count_and_lock_once(database_url: str) -> None:
     # Four storage threads (a server database's pool): every guess reads the count at the
     # same moment. A read-then-write count lost guesses on SQLite, where FOR UPDATE is a no-op.
-    engine = make_engine(f"sqlite:///{tmp_path / 'carebot.db'}")
+    engine = make_engine(database_url)
     upgrade(engine)
     storage = Storage(engine, WorkerPool("guesses", 4))
     accounts = StaffAccounts(storage, policy=LockoutPolicy(5, 900))

@@ -1,5 +1,6 @@
 """the clinical record apart from the chat transcript: legal holds, erasure requests; a
-delivery cursor for administrators' security alerts; four eyes on guideline files
+delivery cursor for administrators' security alerts; four eyes on guideline files; the audit
+chain's head row made here, so appenders always have a row to lock
 
 Revision ID: 0016
 Revises: 0015
@@ -62,6 +63,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
         sqlite_autoincrement=True,
+    )
+    # Two first appenders found no head row to lock and both inserted one (PostgreSQL).
+    op.execute(
+        sa.text(
+            "INSERT INTO audit_chain_head (id, chain_hash, event_id) "
+            "SELECT 1, :genesis, NULL WHERE NOT EXISTS (SELECT 1 FROM audit_chain_head)"
+        ).bindparams(genesis="0" * 64)
     )
     op.create_table(
         "guideline_approvals",
