@@ -275,6 +275,14 @@ class Settings(BaseSettings):
         default_factory=lambda: {"emergency": 120.0, "urgent": 1800.0, "routine": 14400.0},
         description="Seconds before an unclaimed case is alerted again, per level (JSON).",
     )
+    leader_check_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="With several CareBot processes on one database, how often one that "
+        "does not run the timers (deadlines, retention, alerts) asks to take them over, and "
+        "the one that does checks it still holds them.",
+    )
     admin_alerts_s: float = Field(
         default=15.0,
         gt=0,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot import caches
 from bot.cases.service import CaseOptions, CaseService
@@ -16,6 +17,7 @@ from bot.config import Settings
 from bot.engine import ConversationEngine
 from bot.errors import ConfigError, LLMUnavailable, MemoryUnavailable
 from bot.guideline_approvals import left_out, start_up_gate
+from bot.leader import Leadership, lead
 from bot.llm.base import LLMBackend
 from bot.llm.factory import build_llm
 from bot.memory.base import SessionStore
@@ -55,6 +57,8 @@ class Runtime:
     cases: CaseService
     prompt_store: PromptStore
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Set while this process leads the cluster's timers (bot/leader.py); always, alone.
+    leading: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def patient_erased(self, forgotten: Forgotten) -> None:
         """After the retention job erased a patient's rows, as /forget does: session memory
@@ -215,16 +219,25 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     )
     engine.cases = cases
     runtime = Runtime(settings, storage, sessions, llm, engine, cases, prompt_store)
-    deadlines = asyncio.create_task(cases.run_deadlines(), name="case-deadlines")
     reloading = asyncio.create_task(reloader.run(), name="prompt-reload")
     retention = Retention(storage, settings.retention_days, settings.clinical_record_days)
-    purging = asyncio.create_task(
-        retention.run(RETENTION_EVERY_S, runtime.patient_erased), name="retention"
+
+    def timers() -> list[Coroutine[Any, Any, None]]:
+        # Run by one process of a cluster at a time (bot/leader.py): a case re-alerted twice,
+        # or a retention pass run twice at once, is what several processes did without it.
+        return [
+            cases.run_deadlines(),
+            retention.run(RETENTION_EVERY_S, runtime.patient_erased),
+            MemoryErasure(storage, sessions).run(),
+        ]
+
+    leadership = Leadership("timers", db, settings.data_dir)
+    leading = asyncio.create_task(
+        lead(leadership, timers, settings.leader_check_s, runtime.leading), name="timers"
     )
-    retrying = asyncio.create_task(MemoryErasure(storage, sessions).run(), name="erasure-retry")
 
     async def stop_cases() -> None:
-        for task in (deadlines, reloading, purging, retrying):
+        for task in (leading, reloading):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -17,7 +17,11 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.telegram_bot_token:
             from bot.channels.telegram import start_telegram
 
-            await start_telegram(runtime)
+            try:
+                await start_telegram(runtime)
+            except BaseException:  # refused (another poller) or failed: nothing left running
+                await runtime.aclose()
+                raise
         return runtime
 
     return create_web_app(start)

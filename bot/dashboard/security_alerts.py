@@ -163,12 +163,16 @@ class SecurityAlerts:
             sent += 1
         return sent
 
-    async def run(self, send: Send, every_s: float, stop: asyncio.Event) -> None:
-        """Push now and every `every_s` until `stop` is set. Never raises. Stopping waits
+    async def run(
+        self, send: Send, every_s: float, stop: asyncio.Event, leading: asyncio.Event
+    ) -> None:
+        """Push now and every `every_s` until `stop` is set, while this process leads the
+        timers (bot/leader.py: one process of several sends). Never raises. Stopping waits
         for the push under way: cut between a send and its cursor, an alert would go twice."""
         while not stop.is_set():
             try:
-                await self.push(send)
+                if leading.is_set():
+                    await self.push(send)
             except StorageUnavailable:
                 logger.warning("security alerts: the database is unavailable; trying again")
             with contextlib.suppress(TimeoutError):

@@ -25,6 +25,8 @@ from bot.channels.telegram.requests import TolerantUpdatesRequest
 from bot.config import Settings
 from bot.dashboard.security_alerts import SecurityAlerts
 from bot.dashboard.telegram_link import TelegramLinks
+from bot.errors import ConfigError
+from bot.leader import Leadership
 from bot.runtime import Runtime
 from bot.storage.inbox import RetryPolicy, UpdateInbox
 
@@ -128,6 +130,14 @@ async def register_commands(application: Application) -> None:  # type: ignore[t
 async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-arg]
     """Start the Telegram channel in the running event loop; stopped when the runtime closes."""
     settings = runtime.settings
+    poller = Leadership("telegram-polling", runtime.storage.engine, settings.data_dir)
+    # Two pollers of one bot take each other's updates (Telegram answers one of them 409
+    # Conflict): a second CareBot on the same database refuses to poll.
+    if not settings.telegram_webhook_url and not await asyncio.to_thread(poller.try_acquire):
+        raise ConfigError(
+            "another CareBot process is polling this bot's updates (same database); stop "
+            "it, or run every process behind a webhook (CAREBOT_TELEGRAM_WEBHOOK_URL)"
+        )
     application = build_application(settings)
     desk = DoctorsDesk(application.bot, runtime.cases, settings, TelegramLinks(runtime.storage))
     runtime.cases.events.listen(desk.on_event)
@@ -166,7 +176,8 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
 
     alerts_stop = asyncio.Event()
     admin_alerts = asyncio.create_task(
-        alerts.run(to_admin, settings.admin_alerts_s, alerts_stop), name="admin-security-alerts"
+        alerts.run(to_admin, settings.admin_alerts_s, alerts_stop, runtime.leading),
+        name="admin-security-alerts",
     )
     assert application.updater is not None
     if settings.telegram_webhook_url:
@@ -205,6 +216,7 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
             await channel.queues.cancel()
         await application.stop()
         await application.shutdown()
+        poller.release()
 
     runtime.on_close.append(stop)
     return application
