@@ -16,6 +16,8 @@ from bot.config import Settings, load_settings
 from bot.llm.base import LLMBackend
 from bot.log_safety import QUIET_LOGGERS
 from bot.runtime import Runtime, build_runtime
+from bot.storage.migrate import upgrade
+from bot.storage.repository import Storage, make_engine
 from bot.triage.criteria import CriteriaBook
 from bot.triage.rules import TriageRules
 from rag.embeddings import MiniLMEmbeddings
@@ -149,6 +151,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'db' / 'carebot.db'}"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.fresh_database()
+
+
+@pytest.fixture
+def storage(database_url: str) -> Iterator[Storage]:
+    """A migrated, empty database of each kind, for storage-level tests (SQLite and
+    PostgreSQL: every test that takes it runs on both)."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield Storage(engine)
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,15 +38,6 @@ from tests.conftest import RuntimeFactory
 
 PASSWORD = "correct horse battery staple 42"  # pragma: allowlist secret
 LONG_AGO = timedelta(days=400)
-
-
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield Storage(engine)
-    engine.dispose()
 
 
 def said(user: str, n: int, text: str) -> IncomingMessage:

@@ -5,15 +5,13 @@ a new proposal, and the old copy leaves the index meanwhile."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
 
 from bot.guideline_approvals import ApprovalRefused, GuidelineGate, decide, propose
-from bot.storage.migrate import upgrade
-from bot.storage.repository import Storage, make_engine
+from bot.storage.repository import Storage
 from bot.storage.tables import AuditEvent, GuidelineApproval
 from bot.triage.criteria import CriteriaBook
 from rag.embeddings import MiniLMEmbeddings
@@ -22,15 +20,6 @@ from rag.ingest import ingest
 from rag.library import BUNDLED
 
 EXTRA = Path(__file__).parent / "data" / "guideline_extra" / "hiccups.md"
-
-
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield Storage(engine)
-    engine.dispose()
 
 
 def gate(storage: Storage) -> GuidelineGate:

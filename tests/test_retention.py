@@ -5,15 +5,12 @@ side which bot messages to blank."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlmodel import Session, select
 
 from bot.models import IncomingMessage, TriageLevel, utcnow
-from bot.storage.migrate import upgrade
-from bot.storage.repository import Forgotten, Storage, audit_event, make_engine
+from bot.storage.repository import Forgotten, Storage, audit_event
 from bot.storage.retention import Retention
 from bot.storage.tables import (
     AuditEvent,
@@ -28,15 +25,6 @@ from tests.conftest import RuntimeFactory
 from tests.servers import RedisServer
 
 LONG_AGO = timedelta(days=400)
-
-
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield Storage(engine)
-    engine.dispose()
 
 
 async def patient(storage: Storage, user: str, text: str, case: str | None = None) -> int:

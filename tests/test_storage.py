@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from bot.models import IncomingMessage, Reply, TriageLevel
 from bot.storage.migrate import alembic_config, upgrade
 from bot.storage.repository import Storage, make_engine
 from bot.storage.tables import AuditEvent, Escalation, Message, Patient
-
-
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield Storage(engine)
-    engine.dispose()
 
 
 def msg(message_id: str = "1", text: str = "hello", user: str = "u1") -> IncomingMessage:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -32,15 +31,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    """The same tests on SQLite and on PostgreSQL (tests/conftest.py)."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield Storage(engine)
-    engine.dispose()
 
 
 async def test_passwords_are_stored_as_argon2id_hashes(storage: Storage) -> None:
