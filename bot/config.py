@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "CAREBOT_DATABASE_URL"),
         description="SQLAlchemy URL; default SQLite file in the data folder.",
     )
+    db_pool_size: int = Field(
+        default=8,
+        ge=1,
+        le=200,
+        description="PostgreSQL: connections each CareBot process keeps open (its four storage "
+        "threads, the timers lock, CLI and dashboard bursts); as many again may open for a "
+        "burst. Size the server's max_connections for every process. SQLite: unused.",
+    )
     redis_url: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("REDIS_URL", "CAREBOT_REDIS_URL"),

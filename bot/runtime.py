@@ -164,7 +164,7 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
         logger.warning("unencrypted connection to another host: %s", line)
     owner_only_folder(settings.data_dir)
     encryption.configure(settings.message_keys)
-    db = make_engine(settings.sqlalchemy_url)
+    db = make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
     upgrade(db)
     storage = Storage(db)
     sessions = build_sessions(settings)

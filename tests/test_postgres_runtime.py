@@ -18,8 +18,9 @@ from tests.servers import PostgresServer
 async def test_an_emergency_case_from_message_to_forget_on_postgresql(
     make_runtime: RuntimeFactory, postgres_server: PostgresServer
 ) -> None:
-    rt = await make_runtime(database_url=postgres_server.fresh_database())
+    rt = await make_runtime(database_url=postgres_server.fresh_database(), db_pool_size=3)
     assert rt.storage.engine.dialect.name == "postgresql"
+    assert rt.storage.engine.pool.size() == 3  # type: ignore[attr-defined]
     msg = IncomingMessage(
         channel="telegram",
         chat_id="801",

@@ -56,9 +56,10 @@ class StoredIncoming:
     previous_reply_id: int | None = None
 
 
-def make_engine(url: str, busy_timeout_s: float = 5.0) -> Engine:
+def make_engine(url: str, busy_timeout_s: float = 5.0, pool_size: int = 8) -> Engine:
     """Create the SQLAlchemy engine; SQLite gets WAL, a bounded wait for locks, owner-only
-    files and deleted data overwritten."""
+    files and deleted data overwritten; a server database a pool of `pool_size` connections
+    (and as many again for a burst), each checked before use."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -79,7 +80,9 @@ def make_engine(url: str, busy_timeout_s: float = 5.0) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_timeout=10
+    )
 
 
 def owner_only_folder(folder: Path) -> None:
