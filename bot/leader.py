@@ -109,16 +109,20 @@ async def lead(leadership: Leadership, jobs: Jobs, every_s: float, leading: asyn
     tasks: list[asyncio.Task[None]] = []
     try:
         while True:
-            if not leading.is_set():
-                if await asyncio.to_thread(leadership.try_acquire):
-                    logger.info("this process leads the %s", leadership.name)
-                    tasks = [asyncio.create_task(job) for job in jobs()]
-                    leading.set()
-            elif not await asyncio.to_thread(leadership.still_held):
-                logger.warning("this process lost the lead of the %s", leadership.name)
-                leading.clear()
-                await _cancel(tasks)
-                tasks = []
+            try:
+                if not leading.is_set():
+                    if await asyncio.to_thread(leadership.try_acquire):
+                        logger.info("this process leads the %s", leadership.name)
+                        tasks = [asyncio.create_task(job) for job in jobs()]
+                        leading.set()
+                elif not await asyncio.to_thread(leadership.still_held):
+                    logger.warning("this process lost the lead of the %s", leadership.name)
+                    leading.clear()
+                    await _cancel(tasks)
+                    tasks = []
+            except OSError as exc:  # the lock file cannot be made (a read-only data folder)
+                # Timers that never start are silent: say so each round, and try again.
+                logger.error("leadership %s: %s", leadership.name, type(exc).__name__)
             await asyncio.sleep(every_s)
     finally:
         leading.clear()

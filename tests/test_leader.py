@@ -128,3 +128,25 @@ async def test_a_second_poller_of_the_same_bot_refuses_to_start(
         await start_telegram(second)
     await first.aclose()
     await start_telegram(second)  # the first one stopped: the second may poll now
+
+
+async def test_a_lock_that_cannot_be_taken_is_said_and_tried_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "not-a-folder"
+    folder.write_text("a file where the data folder should be")
+    engine = make_engine(f"sqlite:///{tmp_path / 'carebot.db'}")
+    flag = asyncio.Event()
+    task = asyncio.create_task(lead(Leadership("timers", engine, folder), lambda: [], 0.02, flag))
+    await asyncio.sleep(0.2)
+    assert not task.done() and not flag.is_set()  # still trying, not dead
+    assert sum("leadership timers" in r.getMessage() for r in caplog.records) >= 2
+    folder.unlink()  # the folder can be made now: it leads
+    for _ in range(100):
+        if flag.is_set():
+            break
+        await asyncio.sleep(0.02)
+    assert flag.is_set()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    engine.dispose()
