@@ -283,6 +283,14 @@ class Settings(BaseSettings):
         default_factory=lambda: {"emergency": 120.0, "urgent": 1800.0, "routine": 14400.0},
         description="Seconds before an unclaimed case is alerted again, per level (JSON).",
     )
+    case_alert_unconfirmed_s: float = Field(
+        default=30.0,
+        ge=2,
+        le=600,
+        description="A doctors' alert that Telegram has not confirmed this many seconds after "
+        "it was due (the process sending it died, or the send hangs) is sent again, marked "
+        "as possibly repeated. Longer than a send with its network retries takes (about 16 s).",
+    )
     leader_check_s: float = Field(
         default=5.0,
         gt=0,
@@ -423,6 +431,11 @@ class Settings(BaseSettings):
     def dashboard_base_url(self) -> str:
         """Return the dashboard's base URL for links sent to doctors."""
         return (self.dashboard_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+    @property
+    def tells_doctors_group(self) -> bool:
+        """Whether case alerts go to a doctors' Telegram group (a bot and a group are set)."""
+        return self.telegram_bot_token is not None and self.doctors_chat_id is not None
 
     @property
     def guideline_index_dir(self) -> Path:

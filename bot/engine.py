@@ -98,6 +98,12 @@ class ConversationEngine:
         """Answer a message the channel could not store: from the rules, saying it is unsaved."""
         return await self.turns.fallback(msg, "storage_unavailable", warned)
 
+    async def sending(self, reply: Reply, begins: bool = True) -> None:
+        """Record that the channel begins sending a stored reply (`begins` False: the send
+        failed, nothing of it landed), so a replay after a crash knows it may have arrived."""
+        if reply.message_id is not None:
+            await self.turns.quietly(self.storage.mark_sending(reply.message_id, begins))
+
     async def delivered(self, reply: Reply, channel_ids: list[int]) -> None:
         """Record that a stored reply reached the patient, so a replay never sends it again."""
         if reply.message_id is not None:

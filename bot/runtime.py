@@ -215,6 +215,9 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
         CaseOptions(
             realert_s=settings.case_realert_s,
             alerts_before_expiry=settings.case_alerts_before_expiry,
+            alert_unconfirmed_s=(
+                settings.case_alert_unconfirmed_s if settings.tells_doctors_group else None
+            ),
         ),
     )
     engine.cases = cases

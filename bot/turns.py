@@ -61,14 +61,7 @@ class Turns:
             if early is not None and (warned := await early.settle()) is not None:
                 msg = msg.model_copy(update={"warned": warned})
             if stored.duplicate and stored.previous_reply is not None:
-                # Answered before: the channel re-sends it only if it never arrived.
-                kind = "delivered" if stored.previous_delivered else "duplicate"
-                return Reply(
-                    text=stored.previous_reply,
-                    kind=kind,
-                    duplicate=True,
-                    message_id=stored.previous_reply_id,
-                )
+                return self._answered_before(msg, stored, stored.previous_reply)
             started = time.perf_counter()
             try:
                 reply, state, history = await work(msg, stored)
@@ -92,6 +85,23 @@ class Turns:
                 (time.perf_counter() - started) * 1000,
             )
             return reply
+
+    def _answered_before(self, msg: IncomingMessage, stored: StoredIncoming, text: str) -> Reply:
+        """A message answered before (a replay): its stored reply, to be sent only if it
+        never arrived.
+
+        A send that began and was never confirmed (a crash mid-send) may have arrived:
+        Telegram has no idempotency key. Only an emergency instruction is repeated then
+        (said twice beats not said); any other reply becomes a short note, so the patient
+        is neither left wondering nor given the same answer twice.
+        """
+        kind = "delivered" if stored.previous_delivered else "duplicate"
+        unsure = stored.previous_unconfirmed and stored.previous_level != "emergency"
+        if unsure and kind != "delivered":
+            language = stored.state.language or msg.language or self.options.default_language
+            text = self.writer.text("reply_unconfirmed", language)
+            kind = "unconfirmed"
+        return Reply(text=text, kind=kind, duplicate=True, message_id=stored.previous_reply_id)
 
     async def fallback(
         self, msg: IncomingMessage, text_key: str, warned: Warned | None = None

@@ -1125,6 +1125,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as exc:
             self._reply(exc.code, exc.body())
             return
+        if not self.api._pass_hold(match.group(2), params):
+            self.close_connection = True  # held, then never carried out: a send that was lost
+            return
         outcome = self.api._dispatch(match.group(2), params)
         if outcome is None:
             self.close_connection = True  # no answer at all: the client sees a network error
@@ -1198,6 +1201,8 @@ class BotAPIServer:
         # Files the bot sent (sendDocument): (chat id, file name, bytes, caption).
         self.documents: list[tuple[int, str, bytes, str]] = []
         self.callback_answers: dict[str, JSON] = {}
+        self._held: tuple[str, int] | None = None  # (method, chat id) of `hold`
+        self._held_calls, self._held_outcome = 0, True
         self.webhook_deliveries: list[tuple[int, int | str]] = []  # (update_id, status or error)
         self.dropped_updates: list[JSON] = []  # not allowed_updates, or webhook gave up
         self.descriptions: dict[str, dict[str, str]] = {"description": {}, "short_description": {}}
@@ -1405,6 +1410,36 @@ class BotAPIServer:
         """Close the socket without answering the next ``times`` calls (before acting)."""
         with self._cond:
             self._faults.setdefault(method.lower(), deque()).extend([_Fault(True)] * times)
+
+    def hold(self, method: str, chat_id: int) -> None:
+        """Keep the next call of ``method`` to ``chat_id`` waiting, unanswered, until
+        ``release``: a send in flight when the sender is killed."""
+        with self._cond:
+            self._held = (method.lower(), chat_id)
+            self._held_calls = 0
+
+    def held_calls(self) -> int:
+        """How many calls are waiting at the hold now (or have waited there)."""
+        with self._cond:
+            return self._held_calls
+
+    def release(self, *, carried_out: bool) -> None:
+        """Let the held call go: carried out (it landed, though its sender may be gone) or not
+        (the connection is dropped without acting, as if it never reached Telegram)."""
+        with self._cond:
+            self._held, self._held_outcome = None, carried_out
+            self._cond.notify_all()
+
+    def _pass_hold(self, method: str, params: JSON) -> bool:
+        """Wait while a hold matches the call; False when the call must not be carried out."""
+        with self._cond:
+            held = self._held
+            if held is None or held[0] != method.lower() or _int(params.get("chat_id")) != held[1]:
+                return True
+            self._held_calls += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._held is None or self._stopped, timeout=300)
+            return self._held_outcome
 
     def block(self, chat_id: int) -> None:
         """The user blocked the bot: sending to the chat answers 403 Forbidden."""

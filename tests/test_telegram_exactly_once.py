@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
+from bot.runtime import Runtime
 from bot.storage.tables import ChannelUpdate, Escalation, Message
 from tests.bot_api import BotAPIServer, private_message
 from tests.fakes import database_locked_for, locked_database
@@ -128,3 +129,71 @@ async def test_an_emergency_arriving_while_the_database_is_locked_is_answered_wi
     assert {r.text for r in rows(rt, Message) if r.direction == "in"} >= {CHEST, FEVER}
     assert {u.status for u in rows(rt, ChannelUpdate)} == {"done"}
     assert [c.level for c in rows(rt, Escalation)] == ["emergency"]
+
+
+async def _crash_mid_send(rt: Runtime, update_id: int, message: dict[str, object]) -> None:
+    """As after kill -9 while the reply to `update_id` was being sent: the reply is marked
+    "sending" (never confirmed), the update is still "received" with its payload."""
+    with Session(rt.storage.engine) as s:
+        row = s.exec(select(ChannelUpdate).where(ChannelUpdate.update_id == update_id)).one()
+        row.status, row.payload = "received", {"update_id": update_id, "message": message}
+        s.add(row)
+        (incoming,) = s.exec(
+            select(Message).where(
+                Message.direction == "in",
+                Message.channel_message_id == str(message["message_id"]),
+                Message.text != "yes",
+            )
+        ).all()
+        reply = s.exec(select(Message).where(Message.reply_to_id == incoming.id)).one()
+        reply.status = "sending"
+        s.add(reply)
+        s.commit()
+
+
+async def test_a_reply_whose_send_was_cut_by_a_crash_is_not_repeated_but_noted(
+    start: Start,  # noqa: F811
+    api: BotAPIServer,
+) -> None:
+    rt = await start()
+    api.send_update(private_message(1, 97, text="yes"))
+    await replies(api, 97, 1)
+    question = private_message(2, 97, text=FEVER)
+    update_id = api.send_update(question)
+    texts = await replies(api, 97, 2)
+    await settle(api)
+    answer = texts[-1]
+    await _crash_mid_send(rt, update_id, question)
+    await rt.aclose()
+
+    await start()
+    texts = await replies(api, 97, 3)
+    await settle(api)
+    texts = api.texts(97)
+    assert len(texts) == 3 and texts.count(answer) == 1  # the answer is not sent twice
+    assert "cannot tell whether it arrived" in texts[-1]
+    with Session(rt.storage.engine) as s:
+        reply = s.exec(select(Message).where(Message.text == answer)).one()
+    assert reply.status == "delivered"  # a later replay sends nothing more
+
+
+async def test_an_emergency_instruction_whose_send_was_cut_by_a_crash_is_repeated(
+    start: Start,  # noqa: F811
+    api: BotAPIServer,
+) -> None:
+    rt = await start(early_warning_s=30)  # the turn's own reply carries the instruction
+    first = private_message(1, 98, text=CHEST)
+    update_id = api.send_update(first)
+    texts = await replies(api, 98, 1)
+    await settle(api)
+    assert FULL_INSTRUCTION in texts[0]
+    await _crash_mid_send(rt, update_id, first)
+    await rt.aclose()
+
+    await start()
+    await replies(api, 98, len(texts) + 1)
+    await settle(api)
+    again = api.texts(98)
+    # Said twice beats not said: it may have been lost with the crash.
+    assert sum(FULL_INSTRUCTION in t for t in again) == 2
+    assert not any("cannot tell whether it arrived" in t for t in again)

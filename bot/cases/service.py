@@ -63,6 +63,10 @@ class CaseOptions:
     alerts_before_expiry: int = 3
     tick_s: float = 5.0
     alert_retry_s: float = 30.0  # first pause before a refused doctors' alert is sent again
+    # The doctors' alert outbox: an alert not confirmed sent this long after it was due (the
+    # process sending it was killed, or hangs) is sent again by the timers. None: no doctors'
+    # group, nothing to confirm. Longer than a send with its network retries normally takes.
+    alert_unconfirmed_s: float | None = None
 
     def deadline(self, level: str) -> float:
         """Seconds until the next alert for a case of `level`."""
@@ -85,7 +89,16 @@ class CaseService:
         self.options = options or CaseOptions()
         self.events = CaseEvents()
         self.patients = PatientChannels()
+        # Whether this process tells the doctors' group itself. A process without it (a web
+        # worker with no Telegram) leaves a new case's first alert to the timers of one that
+        # has, rather than count an alert nobody sent (bot/channels/telegram/app.py).
+        self.announces = options is None or options.alert_unconfirmed_s is None
         self._background: set[asyncio.Task[None]] = set()
+
+    def announce_with(self, desk: Callable[[CaseEvent], Awaitable[None]]) -> None:
+        """Tell the doctors' group from this process: `desk` hears every case event."""
+        self.events.listen(desk)
+        self.announces = True
 
     # --- opening --------------------------------------------------------------------------
 
@@ -95,13 +108,22 @@ class CaseService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def opened(self, case_id: int) -> None:
-        """Alert doctors at once, then write the summary (the alert is edited to show it)."""
+    async def opened(self, case_id: int, by_timers: bool = False) -> None:
+        """Alert doctors at once, then write the summary (the alert is edited to show it).
+
+        The first alert is counted, and marked unconfirmed until the doctors' group has it,
+        before it is sent: whoever dies mid-send, the timers send it again.
+        """
         try:
             view = await self.store.view(case_id)
             if view is None or view.status is not CaseStatus.OPEN:
                 return
-            first = await self.store.first_alert(case_id, after(self.options.deadline(view.level)))
+            if not (self.announces or by_timers):
+                await self._publish("opened", view)  # this process's dashboards only
+                return
+            first = await self.store.first_alert(
+                case_id, after(self.options.deadline(view.level)), self._unconfirmed()
+            )
             if not first:  # already announced (the level may have risen): refresh only
                 await self._publish("updated", view)
                 return
@@ -251,8 +273,9 @@ class CaseService:
         """Re-alert unclaimed cases past their deadline; expire those alerted enough."""
         now = now or utcnow()
         for case_id in await self.store.unannounced():  # opened by the CLI or another worker
-            await self.opened(case_id)
-        for case_id in await self.store.alerts_to_retry(now):  # the doctors' group refused
+            await self.opened(case_id, by_timers=True)
+        # Refused by the doctors' group, or never confirmed (the sender died mid-send).
+        for case_id in await self.store.alerts_to_retry(now):
             view = await self.store.view(case_id)
             if view is not None:
                 await self._publish("alert_retry", view)
@@ -266,7 +289,10 @@ class CaseService:
                     await self._tell(closed, f"case_expired_{closed.level.value}", None)
                 continue
             await self.store.schedule(
-                view.id, after(self.options.deadline(view.level), now), alerted=True
+                view.id,
+                after(self.options.deadline(view.level), now),
+                alerted=True,
+                unconfirmed_at=self._unconfirmed(now),
             )
             await self._publish("realerted", view)
 
@@ -285,6 +311,11 @@ class CaseService:
             await asyncio.wait(list(self._background), timeout=10)
 
     # --- helpers --------------------------------------------------------------------------
+
+    def _unconfirmed(self, now: datetime | None = None) -> datetime | None:
+        """When an alert due now is sent again unless confirmed (None: nothing confirms)."""
+        seconds = self.options.alert_unconfirmed_s
+        return None if seconds is None else after(seconds, now)
 
     async def _publish(self, kind: str, view: CaseView, **extra: object) -> None:
         await self.events.publish(

@@ -267,8 +267,10 @@ class CaseStore:
         at: datetime | None,
         alert_message_id: int | None = None,
         alerted: bool = False,
+        unconfirmed_at: datetime | None = None,
     ) -> None:
-        """Set when the case is next re-alerted (or expired), and the alert message."""
+        """Set when the case is next re-alerted (or expired), and the alert message;
+        `alerted` with `unconfirmed_at`: as in `first_alert`, for a re-alert."""
 
         def work(s: Session) -> None:
             esc = s.get(Escalation, case_id)
@@ -279,6 +281,7 @@ class CaseStore:
                 esc.alert_message_id = alert_message_id
             if alerted:
                 esc.alert_count += 1
+                esc.alert_retry_at = unconfirmed_at
                 s.add(
                     audit_event(
                         "carebot",
@@ -356,14 +359,21 @@ class CaseStore:
 
         return await self.storage.run(work)
 
-    async def first_alert(self, case_id: int, next_at: datetime) -> bool:
-        """Count the first alert of a new case; False when it was announced before."""
+    async def first_alert(
+        self, case_id: int, next_at: datetime, unconfirmed_at: datetime | None = None
+    ) -> bool:
+        """Count the first alert of a new case; False when it was announced before.
+
+        `unconfirmed_at`: when the alert is sent again unless `alert_sent` has confirmed it by
+        then (the outbox: a process killed mid-send leaves it due, and the timers resend it).
+        """
 
         def work(s: Session) -> bool:
             esc = s.get(Escalation, case_id, with_for_update=True)
             if esc is None or esc.alert_count > 0:
                 return False
             esc.alert_count, esc.next_alert_at = 1, next_at
+            esc.alert_retry_at = unconfirmed_at
             s.add(esc)
             s.add(audit_event("carebot", "escalation.alerted", "escalation", str(case_id), count=1))
             s.commit()
@@ -426,7 +436,8 @@ class CaseStore:
         return await self.storage.run(work)
 
     async def alerts_to_retry(self, now: datetime) -> list[int]:
-        """Open cases whose doctors' alert failed and is due for another try."""
+        """Open cases whose doctors' alert failed, or was never confirmed sent, and is due
+        for another try."""
 
         def work(s: Session) -> list[int]:
             rows = s.exec(

@@ -54,6 +54,10 @@ class StoredIncoming:
     last_message_id: int | None = None  # the conversation's newest message before this one
     previous_delivered: bool = False  # the channel confirmed the previous reply reached them
     previous_reply_id: int | None = None
+    # A send of the previous reply began and was never confirmed (the process died mid-send):
+    # it may or may not have reached the patient. Its triage level says whether to repeat it.
+    previous_unconfirmed: bool = False
+    previous_level: str | None = None
 
 
 def make_engine(url: str, busy_timeout_s: float = 5.0, pool_size: int = 8) -> Engine:
@@ -136,6 +140,19 @@ class Storage:
             if conv is not None:
                 conv.state = state.kept()
                 s.add(conv)
+                s.commit()
+
+        await self.run(work)
+
+    async def mark_sending(self, reply_id: int, sending: bool = True) -> None:
+        """Record that a send of a stored reply begins (or, `sending` False, that it failed
+        and nothing of it landed): after a crash, "sending" means "may have arrived"."""
+
+        def work(s: Session) -> None:
+            row = s.get(Message, reply_id)
+            if row is not None and row.status != "delivered":
+                row.status = "sending" if sending else "sent"
+                s.add(row)
                 s.commit()
 
         await self.run(work)
@@ -360,6 +377,8 @@ def _record_incoming(s: Session, msg: IncomingMessage) -> StoredIncoming:
                     state=_chat_state(s, patient, conv),
                     previous_delivered=reply is not None and reply.status == "delivered",
                     previous_reply_id=reply.id if reply else None,
+                    previous_unconfirmed=reply is not None and reply.status == "sending",
+                    previous_level=reply.meta.get("level") if reply else None,
                 )
             last_id = s.exec(
                 select(func.max(Message.id)).where(Message.conversation_id == conv.id)

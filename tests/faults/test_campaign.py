@@ -21,6 +21,7 @@ from tests.bot_api import BotAPIServer
 from tests.fakes import database_locked_for
 from tests.faults.harness import (
     CHEST,
+    DOCTORS,
     HANDED_OFF,
     QUESTION,
     STROKE,
@@ -214,5 +215,34 @@ def test_kill_9_mid_turn_then_restart(make: Make, llm: FaultyLLMServer) -> None:
     campaign.check_hand_off("after the restart")
     assert campaign.api.texts(HANDED_OFF)
     campaign.everything_stored()
+    campaign.nothing_twice()
+    campaign.log_is_clean()
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["lost", "landed"])
+def test_kill_9_while_the_doctors_alert_is_in_flight(make: Make, landed: bool) -> None:
+    """The alert outbox: the alert of a case whose process died mid-send is sent again by the
+    restarted process within CAREBOT_CASE_ALERT_UNCONFIRMED_S, not at the re-alert minutes
+    later; the patient's instruction is not repeated."""
+    campaign = make(CAREBOT_CASE_ALERT_UNCONFIRMED_S="4")
+    api, chat = campaign.api, 790 + landed
+    api.hold("sendMessage", DOCTORS)
+    emergency = campaign.telegram(chat, STROKE, emergency=True)
+    campaign.wait(lambda: api.held_calls() > 0, "the alert on its way")
+    campaign.until(lambda: emergency.answered_at is not None, "the instruction")
+    time.sleep(0.5)  # the reply recorded as delivered, the update finished
+    campaign.carebot.kill9()
+    api.release(carried_out=landed)
+    campaign.carebot.start()
+    back = time.monotonic()
+
+    def alerts() -> list[str]:
+        return [t for t in api.texts(DOCTORS) if "case #" in t]
+
+    campaign.wait(lambda: len(alerts()) == 1 + landed, "the alert sent again", 60)
+    assert time.monotonic() - back < 20, "resent at the re-alert, not by the outbox"
+    assert "EMERGENCY" in alerts()[-1] and "Sent again" in alerts()[-1]
+    time.sleep(6)  # past another unconfirmed window: confirmed now, so nothing more
+    assert len(alerts()) == 1 + landed
     campaign.nothing_twice()
     campaign.log_is_clean()

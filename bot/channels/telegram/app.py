@@ -140,7 +140,7 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
         )
     application = build_application(settings)
     desk = DoctorsDesk(application.bot, runtime.cases, settings, TelegramLinks(runtime.storage))
-    runtime.cases.events.listen(desk.on_event)
+    runtime.cases.announce_with(desk.on_event)
 
     async def to_patient(chat_id: str, text: str) -> None:
         await Sender(application.bot, int(chat_id)).send(text)

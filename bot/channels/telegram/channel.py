@@ -490,5 +490,10 @@ class TelegramChannel:
         """Send a reply unless it already arrived (a replay), and record that it did."""
         if reply is None or reply.kind == "delivered":
             return
-        sent = await sender.send(reply.unsent(), markup or self._markup(reply))
+        await self.engine.sending(reply)  # from here a crash leaves it "may have arrived"
+        try:
+            sent = await sender.send(reply.unsent(), markup or self._markup(reply))
+        except Exception:
+            await self.engine.sending(reply, begins=False)  # refused: a retry sends it
+            raise
         await self.engine.delivered(reply, [m.message_id for m in sent])

@@ -47,6 +47,12 @@ NOT_LINKED = (
 NO_TEXT_HERE = "The summary and the patient's words are in the dashboard only: open the case there."
 # What a blanked alert or relay says once its patient is erased (/forget, or retention).
 ERASED = "[deleted: this patient's chat was erased; a kept case record is in the dashboard]"
+# Above an alert that is not the case's first: a deadline passed, or the previous alert was
+# refused or never confirmed (its sender died mid-send, so it may be in the group already).
+ALERT_PREFIX = {
+    "realerted": "⏰ Still unclaimed.\n",
+    "alert_retry": "🔁 Sent again (an earlier alert for this case may not have arrived).\n",
+}
 HOLDER_GONE = (
     "⚠️ The staff account holding case #{case} can no longer act on it (disabled or "
     "unlinked). Another doctor or an admin can take it over in the dashboard."
@@ -61,6 +67,7 @@ class DoctorsDesk:
     ) -> None:
         self.bot, self.cases, self.settings, self.links = bot, cases, settings, links
         self.chat_id = settings.doctors_chat_id
+        self._sending: set[int] = set()  # cases whose alert this process is sending now
 
     @property
     def _shows(self) -> bool:
@@ -110,12 +117,12 @@ class DoctorsDesk:
             return
         sender = Sender(self.bot, self.chat_id)
         old = await self.cases.store.alert_message(view.id)
-        if event.kind in ("opened", "realerted") or old is None:
-            if event.kind == "realerted":
-                # Pop the case up again; the previous alert loses its Claim button.
-                text = "⏰ Still unclaimed.\n" + self.alert_text(view)
-            else:
-                text = self.alert_text(view)
+        if event.kind in ("opened", "realerted", "alert_retry") or old is None:
+            if event.kind == "alert_retry" and view.id in self._sending:
+                return  # still being sent here (slow Telegram): not lost
+            # A new message, so the group is notified; the previous alert loses its button.
+            text = ALERT_PREFIX.get(event.kind, "") + self.alert_text(view)
+            self._sending.add(view.id)
             try:
                 sent = await sender.send(text, self.buttons(view))
             except (TelegramError, DeliveryFailed) as exc:
@@ -123,6 +130,8 @@ class DoctorsDesk:
                 # line. The case is marked, retried, shown in /healthz; the patient is told.
                 await self.cases.alert_failed(view.id, type(exc).__name__)
                 return
+            finally:
+                self._sending.discard(view.id)
             if old is not None:
                 with contextlib.suppress(BadRequest):
                     await with_retries(
