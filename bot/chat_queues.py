@@ -12,6 +12,8 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from bot import metrics
+
 logger = logging.getLogger(__name__)
 Job = Callable[[], Awaitable[None]]
 
@@ -19,8 +21,11 @@ Job = Callable[[], Awaitable[None]]
 class ChatQueues:
     """A FIFO of jobs per chat, each drained by its own task while it has work."""
 
-    def __init__(self, max_active_chats: int = 256, max_per_chat: int = 100) -> None:
+    def __init__(
+        self, max_active_chats: int = 256, max_per_chat: int = 100, name: str = "chats"
+    ) -> None:
         self.max_per_chat = max_per_chat
+        self._depth = metrics.QUEUE_DEPTH.labels(name)
         self._queues: dict[str, deque[Job]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Bounds memory and LLM load when thousands of chats write at once.
@@ -41,6 +46,7 @@ class ChatQueues:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         queue.append(job)
+        self._depth.set(self.pending())
         return True
 
     async def _drain(self, chat: str, queue: deque[Job]) -> None:
@@ -51,6 +57,7 @@ class ChatQueues:
                     await job()
                 except Exception as exc:  # one failed job must not stop the chat's queue
                     logger.error("chat job failed: %s", type(exc).__name__)
+                self._depth.set(self.pending())
         del self._queues[chat]
 
     def pending(self) -> int:

@@ -18,9 +18,8 @@ from bot.config import Settings, load_settings
 from bot.dashboard.commands import register as register_user_commands
 from bot.errors import ConfigError
 from bot.guideline_commands import register as register_guideline_commands
-from bot.log_safety import protect_logs
 from bot.prompt_commands import register as register_prompt_commands
-from bot.storage import encryption
+from bot.startup import prepare_process
 from bot.storage.audit_commands import register as register_audit_commands
 from bot.storage.key_commands import register as register_key_commands
 from bot.storage.record_commands import register as register_record_commands
@@ -44,14 +43,7 @@ def _settings(**overrides: Any) -> Settings:
     except ConfigError as exc:
         typer.echo(f"carebot: {exc}", err=True)
         raise typer.Exit(2) from exc
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Alembic announces each of its plugins at INFO on import: noise in every command's output.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    # No bot token, password or key in any log line (bot.log_safety).
-    protect_logs(settings)
-    encryption.configure(settings.message_keys)
+    prepare_process(settings)
     return settings
 
 
@@ -102,19 +94,41 @@ def serve(
             "nobody may, and each client counts as the address it connects from."
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes (CAREBOT_WEB_WORKERS, default 1). More than one needs "
+            "Telegram by webhook (TELEGRAM_WEBHOOK_URL) when a bot token is set; PostgreSQL "
+            "and Redis are what several workers are built for (docs/deploy.md).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web chat (and the Telegram bot when TELEGRAM_BOT_TOKEN is set)."""
     import uvicorn
 
-    from bot.serve import create_app, proxy_options
+    from bot.serve import create_app, prepare_workers, proxy_options
 
-    overrides = {} if trusted_proxies is None else {"trusted_proxies": trusted_proxies}
+    overrides: dict[str, Any] = {}
+    if trusted_proxies is not None:
+        overrides["trusted_proxies"] = trusted_proxies
+    if workers is not None:
+        overrides["web_workers"] = workers
     settings = _settings(**overrides)
-    app_ = create_app(settings)
     base = f"http://{host or settings.web_host}:{port or settings.web_port}"
     typer.echo(f"CareBot web chat: {base}   doctors' dashboard: {base}/dashboard")
+    # One worker: the app built here. Several: uvicorn starts each from `worker_app`, which
+    # reads the settings from the environment, so what the options changed goes there.
+    app_: Any = "bot.serve:worker_app"
+    if settings.web_workers > 1:
+        prepare_workers(settings, overrides)
+    else:
+        app_ = create_app(settings)
     uvicorn.run(
         app_,
+        factory=settings.web_workers > 1,
+        workers=settings.web_workers,
         host=host or settings.web_host,
         port=port or settings.web_port,
         log_level=settings.log_level.lower(),

@@ -232,12 +232,6 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TELEGRAM_WEBHOOK_URL", "CAREBOT_TELEGRAM_WEBHOOK_URL"),
         description="Public HTTPS URL Telegram posts updates to; unset: long polling.",
     )
-    telegram_webhook_listen: str = Field(
-        default="127.0.0.1:8443",
-        pattern=r"^[^\s:]+:[0-9]{1,5}$",
-        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_LISTEN", "CAREBOT_TELEGRAM_WEBHOOK_LISTEN"),
-        description="host:port the webhook server listens on (behind your HTTPS proxy).",
-    )
     telegram_webhook_secret: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET", "CAREBOT_TELEGRAM_WEBHOOK_SECRET"),
@@ -314,6 +308,18 @@ class Settings(BaseSettings):
     )
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token a Prometheus scraper must send to read /metrics (unset: "
+        "anyone who reaches the port can; the numbers hold no patient data).",
+    )
+    web_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes of `carebot serve` (its --workers). More than one needs "
+        "Telegram by webhook when a bot token is set; built for PostgreSQL and Redis.",
+    )
     web_rate_limit_messages: int = Field(
         default=8, ge=1, le=1000, description="Messages a web chat may send per window."
     )
@@ -491,6 +497,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_WEBHOOK_URL is set "
                 "(Telegram sends it with every update; requests without it are refused)"
+            )
+        # Each worker would poll: Telegram answers all but one 409 Conflict.
+        if self.web_workers > 1 and self.telegram_bot_token and not self.telegram_webhook_url:
+            raise ValueError(
+                "CAREBOT_WEB_WORKERS above 1 with a Telegram bot needs TELEGRAM_WEBHOOK_URL "
+                "(only one process may poll a bot; behind a webhook every worker receives)"
             )
         return self
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from bot import caches
+from bot.cluster_events import ClusterEvents
 from bot.early_warning import EarlyWarning, Send
 from bot.errors import StorageUnavailable
 from bot.memory.base import SessionStore, Turn
@@ -60,6 +60,7 @@ class ConversationEngine:
         self.turns = Turns(storage, sessions, triage, self.writer, self.options)
         self.locks = self.turns.locks
         self.cases: CaseHooks | None = None  # set when doctors' cases are served
+        self.cluster = ClusterEvents()  # the other workers (bot/runtime.py sets it)
 
     @property
     def sessions(self) -> SessionStore:
@@ -216,7 +217,7 @@ class ConversationEngine:
             keys = sorted({msg.chat_key, *erased.chat_keys})
             # Session memory down: recorded and retried until it is gone, and said so.
             done = await MemoryErasure(self.storage, self.sessions).forget(keys)
-            caches.clear_all()
+            await self.cluster.clear_caches()  # every worker's, not only this one's
             if self.cases is not None and (erased.case_ids or erased.doctor_messages):
                 await self.cases.forgotten(erased)
             logger.info("forgot a patient: %s", erased.counts)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import re
 
+from pydantic import SecretStr
+
 from bot.config import Settings
 
 REDACTED = "[redacted]"
@@ -77,16 +79,10 @@ def secrets_of(settings: Settings) -> list[str]:
     """The configured secret values (each message key, and the password inside each
     database/Redis URL)."""
     values = []
-    for secret in (
-        settings.telegram_bot_token,
-        settings.telegram_webhook_secret,
-        settings.llm_api_key,
-        settings.database_url,
-        settings.redis_url,
-        settings.message_keys,
-        settings.signing_key,
-    ):
-        if secret is None:
+    # Every secret setting, whatever its name: a new one is redacted without a change here.
+    for name in type(settings).model_fields:
+        secret = getattr(settings, name)
+        if not isinstance(secret, SecretStr):
             continue
         value = secret.get_secret_value()
         values.append(value)

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot import caches
 from bot.cases.service import CaseOptions, CaseService
 from bot.cases.store import CaseStore
 from bot.cases.summary import CaseSummarizer
+from bot.cluster_events import ClusterEvents, build_cluster_events
 from bot.config import Settings
 from bot.engine import ConversationEngine
 from bot.errors import ConfigError, LLMUnavailable, MemoryUnavailable
@@ -26,6 +26,7 @@ from bot.memory.inmemory import InMemorySessionStore
 from bot.memory.redis_store import RedisSessionStore
 from bot.prompt_store import PromptReloader, PromptStore
 from bot.prompts import PromptLibrary
+from bot.rate_limit import RateLimits
 from bot.replies import EngineOptions
 from bot.storage import encryption
 from bot.storage.migrate import upgrade
@@ -59,12 +60,18 @@ class Runtime:
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Set while this process leads the cluster's timers (bot/leader.py); always, alone.
     leading: asyncio.Event = field(default_factory=asyncio.Event)
+    # Telegram by webhook: (body, secret header) -> HTTP status (bot/channels/telegram/webhook.py).
+    telegram_webhook: Callable[[bytes, str | None], Awaitable[int]] | None = None
+    # Live events and cache purges shared with the other workers (bot/cluster_events.py).
+    cluster: ClusterEvents = field(default_factory=ClusterEvents)
+    # Rate limits and sign-in throttles, counted across workers when Redis is set.
+    limits: RateLimits = field(default_factory=RateLimits)
 
     async def patient_erased(self, forgotten: Forgotten) -> None:
         """After the retention job erased a patient's rows, as /forget does: session memory
         (recorded and retried while it is down), caches, the bot's messages to doctors."""
         await MemoryErasure(self.storage, self.sessions).forget(forgotten.chat_keys)
-        caches.clear_all()
+        await self.cluster.clear_caches()
         await self.cases.forgotten(forgotten)
 
     async def aclose(self) -> None:
@@ -221,7 +228,16 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
         ),
     )
     engine.cases = cases
+    cluster = build_cluster_events(
+        settings.redis_url.get_secret_value() if settings.redis_url else None
+    )
+    engine.cluster = cluster
+    cases.events.share(cluster)
     runtime = Runtime(settings, storage, sessions, llm, engine, cases, prompt_store)
+    runtime.cluster = cluster
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    runtime.limits = RateLimits(redis_url)
+    listening = asyncio.create_task(cluster.run(), name="cluster-events")
     reloading = asyncio.create_task(reloader.run(), name="prompt-reload")
     retention = Retention(storage, settings.retention_days, settings.clinical_record_days)
 
@@ -240,11 +256,13 @@ async def build_runtime(settings: Settings, llm: LLMBackend | None = None) -> Ru
     )
 
     async def stop_cases() -> None:
-        for task in (leading, reloading):
+        for task in (leading, reloading, listening):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await cases.aclose()
+        await cluster.aclose()
+        await runtime.limits.aclose()
 
     runtime.on_close.append(stop_cases)
     return runtime

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot import metrics
 from bot.early_warning import EarlyWarning
 from bot.errors import MemoryUnavailable, StorageUnavailable
 from bot.locks import ChatLocks
@@ -50,6 +51,7 @@ class Turns:
         `early` is the message's early warning: it fires if the turn starts late (the chat's
         turn or the database slow), and is settled here, once the turn has started.
         """
+        arrived = time.perf_counter()
         msg = msg.model_copy(update={"text": clean_text(msg.text)})
         async with self.locks.hold(msg.chat_key):
             LOCALE.set(msg.language)
@@ -62,6 +64,7 @@ class Turns:
                 msg = msg.model_copy(update={"warned": warned})
             if stored.duplicate and stored.previous_reply is not None:
                 return self._answered_before(msg, stored, stored.previous_reply)
+            metrics.MESSAGES.labels(msg.channel).inc()
             started = time.perf_counter()
             try:
                 reply, state, history = await work(msg, stored)
@@ -77,6 +80,10 @@ class Turns:
                 )
                 return await self.fallback(msg, "processing_failed", msg.warned)
             await self.finish(msg, stored, reply, state, history)
+            if reply is not None and reply.level is not None:
+                metrics.TRIAGE.labels(reply.level.value).inc()
+                if reply.level is TriageLevel.EMERGENCY:
+                    metrics.EMERGENCY_REPLY.observe(time.perf_counter() - arrived)
             logger.info(
                 "handled message=%s kind=%s level=%s in %.0f ms",
                 stored.message_id,

@@ -31,11 +31,11 @@ def wait_for_port(port: int, timeout_s: float) -> bool:
 class RedisServer:
     """A throwaway redis-server process with no persistence."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (make test installs it)")
-        self.port = free_port()
+        self.port = port or free_port()  # a port: the same server back after a stop
         self.proc = subprocess.Popen(
             [
                 binary,

@@ -5,7 +5,7 @@ never reaches the logs, at any level a deployment would use.
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 from typing import Any
 
@@ -15,10 +15,10 @@ from bot.channels.telegram import start_telegram
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.log_safety import protect_logs
+from bot.runtime import Runtime
 from tests.bot_api import BotAPIServer, private_message
 from tests.conftest import RuntimeFactory
 from tests.fakes import scripted
-from tests.servers import free_port
 
 TOKEN = "987654321:AAH-secret-token-value-for-the-log-scan"
 WEBHOOK_SECRET = "webhook-secret-value-0123456789-abcdef"  # pragma: allowlist secret
@@ -43,7 +43,7 @@ async def test_polling_webhook_and_errors_log_no_token_and_no_patient_text(
     caplog.set_level(logging.DEBUG)  # every logger, every level (httpx logs URLs at INFO)
     settings_seen = []
 
-    async def start(**overrides: object) -> None:
+    async def start(**overrides: object) -> Runtime:
         rt = await make_runtime(
             scripted("Rest and drink fluids [1]."),
             telegram_bot_token=TOKEN,
@@ -53,6 +53,7 @@ async def test_polling_webhook_and_errors_log_no_token_and_no_patient_text(
         settings_seen.append(rt.settings)
         protect_logs(rt.settings)  # what every `carebot` command does at start-up
         await start_telegram(rt)
+        return rt
 
     await start()
     api.fail_next("sendMessage", 1, error_code=400)  # a real refusal, retried by the sweep
@@ -62,15 +63,16 @@ async def test_polling_webhook_and_errors_log_no_token_and_no_patient_text(
     api.send_update(private_message(2, 31, text=f"{SENTINEL} again: crushing chest pain"))
     assert await api.await_for(lambda: len(api.texts(31)) >= 2, 30)
 
-    port = free_port()
-    await start(
-        telegram_webhook_url=f"http://127.0.0.1:{port}/hook",
-        telegram_webhook_listen=f"127.0.0.1:{port}",
+    rt = await start(
+        telegram_webhook_url="http://127.0.0.1:8000/hook",
         telegram_webhook_secret=WEBHOOK_SECRET,
     )
+    assert rt.telegram_webhook is not None  # the web app's route calls this (no HTTP here)
     update = {"update_id": 900, "message": private_message(1, 32, text=f"I am {SENTINEL}")}
-    assert await asyncio.to_thread(api.post_to_webhook, update, "a wrong secret") == 403
-    assert await asyncio.to_thread(api.post_to_webhook, update, WEBHOOK_SECRET) == 200
+    body = json.dumps(update).encode()
+    assert await rt.telegram_webhook(body, "a wrong secret") == 403
+    assert await rt.telegram_webhook(b"\x00 not json " + SENTINEL.encode(), WEBHOOK_SECRET) == 200
+    assert await rt.telegram_webhook(body, WEBHOOK_SECRET) == 200
     assert await api.await_for(lambda: bool(api.texts(32)), 30)
 
     assert len(caplog.records) > 20  # the scan saw real traffic

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
@@ -174,3 +176,26 @@ async def test_the_message_right_after_an_erasure_is_stored(storage: Storage) ->
         await storage.forget_patient("test", f"gone{i}")
         kept = await storage.record_incoming(msg(f"b{i}", "still here", user=f"next{i}"))
         assert kept.message_id > 0
+
+
+def test_workers_migrating_a_new_database_at_once_take_turns(database_url: str) -> None:
+    # `carebot serve --workers 4` on a fresh database: every worker migrates at start-up.
+    engines = [make_engine(database_url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def migrate(engine: Engine) -> None:
+        try:
+            upgrade(engine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    with Session(engines[0]) as s:
+        assert s.exec(select(Patient)).all() == []  # the schema is whole
+    for engine in engines:
+        engine.dispose()

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlmodel import Session, select
 
@@ -22,7 +21,6 @@ from bot.storage.tables import AuditEvent, ChannelUpdate, Conversation, Message,
 from tests.bot_api import NON_TEXT, BotAPIServer, group_message, private_message
 from tests.conftest import RuntimeFactory
 from tests.fakes import scripted
-from tests.servers import free_port
 
 ANSWER = "Gargle with warm salty water and drink plenty of fluids [1]."
 Start = Callable[..., Awaitable[Runtime]]
@@ -337,36 +335,6 @@ async def test_doctor_and_language_commands(start: Start, api: BotAPIServer) -> 
     texts = await replies(api, 90, 6)
     assert "中文" in texts[5]
     assert rows(rt, Patient)[0].language == "zh"
-
-
-HOOK_SECRET = "s3cret-token-for-this-test-0123456789"  # pragma: allowlist secret
-
-
-async def test_webhook_mode_checks_the_secret_token(start: Start, api: BotAPIServer) -> None:
-    port = free_port()
-    await start(
-        telegram_webhook_url=f"http://127.0.0.1:{port}/telegram-hook",
-        telegram_webhook_listen=f"127.0.0.1:{port}",
-        telegram_webhook_secret=HOOK_SECRET,
-    )
-    hook = [p for m, p in api.calls if m == "setWebhook"][-1]
-    assert hook["secret_token"] == HOOK_SECRET
-    update = {"update_id": 500, "message": private_message(1, 91, text="/help")}
-    assert await asyncio.to_thread(api.post_to_webhook, update, "wrong-secret") == 403
-    assert await asyncio.to_thread(api.post_to_webhook, update, None) == 403
-    await settle(api, 0.5)
-    assert api.texts(91) == []
-    assert await asyncio.to_thread(api.post_to_webhook, update, HOOK_SECRET) == 200
-    texts = await replies(api, 91, 1)
-    assert "/doctor" in texts[0]
-    assert (
-        await asyncio.to_thread(api.post_to_webhook, update, HOOK_SECRET) == 200
-    )  # Telegram redelivers
-    await settle(api, 0.5)
-    assert len(api.texts(91)) == 1
-    async with httpx.AsyncClient() as client:  # not a POST from Telegram at all
-        got = await client.get(f"http://127.0.0.1:{port}/telegram-hook")
-    assert got.status_code in (403, 405)
 
 
 async def test_restart_mid_conversation_processes_nothing_twice_and_loses_nothing(

@@ -22,7 +22,7 @@ from bot.channels.web_chat import COOKIE
 from bot.llm.base import LLMBackend
 from bot.storage.tables import AuditEvent
 from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, browser_or_skip
-from tests.dashboard.live import LiveServer, serving
+from tests.dashboard.live import LiveServer, PageEvents, serving
 from tests.fakes import SlowChatModel, database_locked_for, scripted
 
 ANSWER = "Gargle with warm salty water and drink plenty of fluids [1]."
@@ -137,32 +137,17 @@ def test_the_reply_carries_what_the_page_shows_and_no_internals(live: LiveServer
 
 
 def test_doctors_messages_and_notices_reach_the_web_chat(live: LiveServer) -> None:
-    pushed: list[str] = []
     with client(live) as web:
         say(web, "I have had a rash for a week", consent=True)
         asked = web.post("/api/doctor").json()
         assert asked["kind"] == "notice" and "doctor" in asked["text"].lower()
         case_id = case_of(live, "I have had a rash for a week")
 
-        ready = threading.Event()
-
-        def read_events() -> None:
-            with web.stream("GET", "/api/events", timeout=30) as res:
-                assert res.headers["content-type"].startswith("text/event-stream")
-                ready.set()
-                for line in res.iter_lines():
-                    if line.startswith("data: "):
-                        pushed.append(json.loads(line[6:])["text"])
-                    if len(pushed) >= 2:
-                        return
-
-        reader = threading.Thread(target=read_events, daemon=True)
-        reader.start()
-        assert ready.wait(10)
-        time.sleep(0.2)
+        page = PageEvents(web)
+        assert page.content_type.startswith("text/event-stream")
         live.call(lambda rt: rt.cases.claim(case_id, DOCTOR))
         live.call(lambda rt: rt.cases.reply(case_id, DOCTOR, "Please send me a photo."))
-        reader.join(15)
+        pushed = page.wait_for(2)
         assert any("Dr Ada (doctor) has joined" in t for t in pushed), pushed
         assert "Dr Ada (doctor): Please send me a photo." in pushed
         # The patient's next message goes to the doctor, not to the model.

@@ -1,4 +1,5 @@
-"""Case events, published in-process to whoever listens (doctors' group, dashboard streams)."""
+"""Case events, published to whoever listens (doctors' group, dashboard streams); the streams
+of other workers hear them through bot/cluster_events.py."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from bot.cluster_events import ClusterEvents
 from bot.models import utcnow
 
 logger = logging.getLogger(__name__)
@@ -40,21 +43,39 @@ class CaseEvents:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
         self._streams: set[asyncio.Queue[CaseEvent]] = set()
+        self._cluster: ClusterEvents = ClusterEvents()
+
+    def share(self, cluster: ClusterEvents) -> None:
+        """Show this worker's events on every worker's streams (dashboards), and theirs here.
+
+        Listeners (the doctors' Telegram desk) hear only this worker's events: the worker
+        where a case moved has already acted on it.
+        """
+        self._cluster = cluster
+
+        async def remote(data: dict[str, Any]) -> None:
+            self._to_streams(CaseEvent.model_validate(data))
+
+        cluster.on("case", remote)
 
     def listen(self, listener: Listener) -> None:
         """Call `listener` for every event (a failing listener is logged, others still run)."""
         self._listeners.append(listener)
 
     async def publish(self, event: CaseEvent) -> None:
-        """Deliver an event to every listener and stream."""
-        for queue in list(self._streams):
-            if queue.qsize() < 1000:  # a stalled browser tab must not grow memory forever
-                queue.put_nowait(event)
+        """Deliver an event to every listener and stream (of every worker)."""
+        self._to_streams(event)
         for listener in list(self._listeners):
             try:
                 await listener(event)
             except Exception as exc:
                 logger.error("case listener failed on %s: %s", event.kind, type(exc).__name__)
+        await self._cluster.publish("case", event.model_dump())
+
+    def _to_streams(self, event: CaseEvent) -> None:
+        for queue in list(self._streams):
+            if queue.qsize() < 1000:  # a stalled browser tab must not grow memory forever
+                queue.put_nowait(event)
 
     @asynccontextmanager
     async def stream(self) -> AsyncIterator[asyncio.Queue[CaseEvent]]:

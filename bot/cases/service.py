@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot import metrics
 from bot.cases.events import CaseEvent, CaseEvents
 from bot.cases.models import Actor, CaseStatus, CaseView, ClaimOutcome
 from bot.cases.store import CaseStore, after
@@ -279,7 +280,9 @@ class CaseService:
             view = await self.store.view(case_id)
             if view is not None:
                 await self._publish("alert_retry", view)
-        for view, alerts in await self.store.due(now):
+        due = await self.store.due(now)
+        metrics.CASES_PAST_DEADLINE.set(len(due))
+        for view, alerts in due:
             if alerts >= self.options.alerts_before_expiry:
                 closed = await self.store.close(
                     view.id, CaseStatus.EXPIRED, "carebot", "no doctor claimed the case in time"

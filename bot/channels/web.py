@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,9 +12,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from bot import metrics
 from bot.channels.security_headers import SecurityHeaders
 from bot.channels.web_chat import CHANNEL, BodyLimit, WebPatients, chat_routes, remember_chat
 from bot.dashboard.app import mount_dashboard
@@ -34,7 +36,9 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await start()
         app.state.runtime = runtime
-        runtime.cases.patients.register(CHANNEL, patients.send)
+        metrics.worker_started()
+        # A web patient's page may hold its stream to another worker: sent there too.
+        runtime.cases.patients.register(CHANNEL, runtime.cluster.shared("web", patients.send))
         try:
             yield
         finally:
@@ -61,6 +65,18 @@ def create_web_app(start: Callable[[], Awaitable[Runtime]]) -> FastAPI:
         response = HTMLResponse(PAGE.read_text(encoding="utf-8"))
         remember_chat(response, request)
         return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_page(request: Request) -> Response:
+        # Counts and timings only, never patient data; still not for the open internet:
+        # with CAREBOT_METRICS_TOKEN set, a scraper must send it as a bearer token.
+        token = request.app.state.runtime.settings.metrics_token
+        if token is not None:
+            sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(sent.encode(), token.get_secret_value().encode()):
+                return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz")
     async def health(request: Request) -> JSONResponse:

@@ -28,7 +28,6 @@ from bot.channels.chat_tokens import ChatTokens
 from bot.early_warning import Send as Warn
 from bot.errors import StorageUnavailable
 from bot.models import IncomingMessage, Reply
-from bot.rate_limit import ChatRateLimit
 from bot.runtime import Runtime
 
 CHANNEL = "web"
@@ -153,8 +152,11 @@ class WebLimits:
 
     def __init__(self, runtime: Runtime) -> None:
         s = runtime.settings
-        self.per_chat = ChatRateLimit(s.web_rate_limit_messages, s.web_rate_limit_window_s)
-        self.per_address = ChatRateLimit(s.web_address_messages_per_minute, 60.0)
+        limits = runtime.limits
+        self.per_chat = limits.window(
+            "web-chat", s.web_rate_limit_messages, s.web_rate_limit_window_s
+        )
+        self.per_address = limits.window("web-address", s.web_address_messages_per_minute, 60.0)
         self.in_flight = asyncio.Semaphore(s.web_max_concurrent)
 
 
@@ -275,12 +277,12 @@ def chat_routes(runtime_of: Callable[[Request], Runtime], patients: WebPatients)
         address = request.client.host if request.client else "unknown"
 
         async def answer(warn: Warn) -> Reply:
-            if limits.per_address.check(address) != "ok":
+            if await limits.per_address.check(address) != "ok":
                 # Not even stored (one address flooding must not fill the database); the
                 # red-flag rules still answer.
                 return await engine.turns.fallback(msg, "too_many_requests")
             early = engine.early_warning(msg, warn, runtime.settings.early_warning_s)
-            throttle = limits.per_chat.check(chat_id)
+            throttle = await limits.per_chat.check(chat_id)
             if throttle != "ok":  # stored, red flags checked; each post gets its own bubble
                 noted = await engine.acknowledge(msg, "slow_down", early=early)
                 return noted or Reply(text="", kind="noted")

@@ -10,18 +10,17 @@ addresses, with a higher threshold. A browser the account signed in from before 
 device, bot/dashboard/known_devices.py) is counted on its own instead: strangers filling the
 address or overall limits, or locking the account, do not lock its owner out of it.
 
-Counts live in this process's memory: a restart forgets them (the account-wide lock, in the
-database, does not), and several workers each count their own share.
+Counts are shared by every worker through Redis when it is set (bot/rate_limit.py), so N
+workers allow what one would; without Redis they live in this process's memory (a restart
+forgets them; the account-wide lock, in the database, does not).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.rate_limit import ChatRateLimit
+from bot.rate_limit import RateLimits
 
 
 @dataclass(frozen=True)
@@ -38,36 +37,36 @@ class LoginThrottle:
     """Say whether a sign-in attempt may go on to the password check."""
 
     def __init__(
-        self, policy: ThrottlePolicy | None = None, clock: Callable[[], float] = time.monotonic
+        self, policy: ThrottlePolicy | None = None, limits: RateLimits | None = None
     ) -> None:
         self.policy = policy or ThrottlePolicy()
-        p = self.policy
-        self._clients = ChatRateLimit(p.per_client, p.window_s, clock)
-        self._overall = ChatRateLimit(p.overall, p.window_s, clock)
-        self._failures = ChatRateLimit(p.per_name_failures - 1, p.window_s, clock)
+        p, limits = self.policy, limits or RateLimits()
+        self._clients = limits.window("login-client", p.per_client, p.window_s)
+        self._overall = limits.window("login-overall", p.overall, p.window_s)
+        self._failures = limits.window("login-failures", p.per_name_failures - 1, p.window_s)
 
-    def admit(self, client: str, username: str, device: str | None = None) -> int:
+    async def admit(self, client: str, username: str, device: str | None = None) -> int:
         """Record an attempt; 0 when it may proceed, else the seconds to wait. `device` is
         the key of a known device of that account: only its own failures count then."""
         name_key = self._key(client, username, device)
-        if self._failures.over(name_key):
-            return self._wait(self._failures.wait_s(name_key))
+        if await self._failures.over(name_key):
+            return self._wait(await self._failures.wait_s(name_key))
         if device is not None:
             return 0
-        if self._clients.check(client) != "ok":
-            return self._wait(self._clients.wait_s(client))
-        if self._overall.check("*") != "ok":
-            return self._wait(self._overall.wait_s("*"))
+        if await self._clients.check(client) != "ok":
+            return self._wait(await self._clients.wait_s(client))
+        if await self._overall.check("*") != "ok":
+            return self._wait(await self._overall.wait_s("*"))
         return 0
 
-    def failed(self, client: str, username: str, device: str | None = None) -> None:
+    async def failed(self, client: str, username: str, device: str | None = None) -> None:
         """A wrong password for `username` from `client` (or from a known device)."""
-        self._failures.check(self._key(client, username, device))
+        await self._failures.check(self._key(client, username, device))
 
-    def succeeded(self, client: str, username: str, device: str | None = None) -> None:
+    async def succeeded(self, client: str, username: str, device: str | None = None) -> None:
         """A right password: that address's (or device's) failures for that name are
         forgotten."""
-        self._failures.forget(self._key(client, username, device))
+        await self._failures.forget(self._key(client, username, device))
 
     @staticmethod
     def _key(client: str, username: str, device: str | None) -> str:

@@ -128,7 +128,7 @@ async def login(
     client = _login_client(request, csrf_token)
     device = await _known_device(request, svc, username)
     # Counted before the password is checked: a flood never reaches argon2.
-    wait_s = svc.throttle.admit(client, username, device)
+    wait_s = await svc.throttle.admit(client, username, device)
     if wait_s:
         return _login_form(request, svc, next_, username, wait_s=wait_s)
     result = await svc.accounts.authenticate(
@@ -137,9 +137,9 @@ async def login(
     if result.account is None:
         # One answer for every refusal (wrong, unknown, locked, disabled): the page never
         # tells a stranger which usernames exist.
-        svc.throttle.failed(client, username, device)
+        await svc.throttle.failed(client, username, device)
         return _login_form(request, svc, next_, username, failed=True)
-    svc.throttle.succeeded(client, username, device)
+    await svc.throttle.succeeded(client, username, device)
     if result.account.two_factor:
         # The password is right; the sign-in begins only once a code from the app is too.
         response = RedirectResponse(f"/dashboard/login/code?next={_next(next_)}", 303)
@@ -187,7 +187,7 @@ async def login_code(
     known = svc.devices.known(request.cookies.get(device_cookie(request)))
     device = known[1] if known else None
     # Codes count towards the address's attempts (a known device's: towards its own).
-    wait_s = svc.throttle.admit(client, "", device)
+    wait_s = await svc.throttle.admit(client, "", device)
     if wait_s:
         return _login_form(request, svc, next_, wait_s=wait_s, step="code")
     token = request.cookies.get(CHALLENGE_COOKIE, "")

@@ -65,7 +65,7 @@ class DashboardServices:
             sessions=LoginSessions(
                 runtime.storage, settings.dashboard_session_idle_s, settings.dashboard_session_max_s
             ),
-            throttle=LoginThrottle(throttle),
+            throttle=LoginThrottle(throttle, runtime.limits),
             cases=runtime.cases,
             actions=CaseActions(runtime.cases),
             reads=CaseReads(runtime.storage),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ValidationError
 
+from bot import metrics
 from bot.errors import LLMUnavailable
 
 logger = logging.getLogger(__name__)
@@ -50,18 +52,24 @@ class LLMBackend:
         if isinstance(exc, LLMUnavailable):
             logger.warning("%s", exc)
             return exc
+        metrics.DEPENDENCY_ERRORS.labels("llm").inc()
         reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         logger.warning("%s backend failed: %s", self.name, reason)
         return LLMUnavailable(f"{self.name}: {reason}")
 
     async def complete(self, messages: Sequence[BaseMessage], **kwargs: Any) -> str:
         """Return the model's whole answer to `messages`."""
+        started = time.perf_counter()
         try:
             result = await asyncio.wait_for(
                 self.model.ainvoke(list(messages), **kwargs), self.timeout_s
             )
         except Exception as exc:  # any failure of the model is the same to the engine
+            metrics.LLM_SECONDS.labels("complete", "failed").observe(time.perf_counter() - started)
             raise self._unavailable(exc) from exc
+        metrics.LLM_SECONDS.labels("complete", "ok").observe(time.perf_counter() - started)
+        usage = getattr(result, "usage_metadata", None) or {}
+        metrics.LLM_TOKENS.inc(int(usage.get("output_tokens", 0)))
         return _text(result.content)
 
     async def stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> AsyncIterator[str]:
@@ -71,7 +79,8 @@ class LLMBackend:
         inside every read timeout (a vLLM swapping to disk) is still cut off in time.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        started = loop.time()
+        deadline = started + self.timeout_s
         iterator = self.model.astream(list(messages), **kwargs).__aiter__()
         try:
             while True:
@@ -79,11 +88,14 @@ class LLMBackend:
                     left = max(0.0, deadline - loop.time())
                     chunk = await asyncio.wait_for(iterator.__anext__(), left)
                 except StopAsyncIteration:
+                    metrics.LLM_SECONDS.labels("stream", "ok").observe(loop.time() - started)
                     return
                 except Exception as exc:
+                    metrics.LLM_SECONDS.labels("stream", "failed").observe(loop.time() - started)
                     raise self._unavailable(exc) from exc
                 piece = _text(chunk.content)
                 if piece:
+                    metrics.LLM_TOKENS.inc()
                     yield piece
         finally:
             close = getattr(iterator, "aclose", None)

@@ -11,9 +11,10 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot import metrics
 from bot.errors import MemoryUnavailable
 from bot.memory.base import SessionStore, Turn
-from bot.storage.encryption import PREFIX, UndecryptableText, cipher
+from bot.storage.encryption import UndecryptableText, open_if_sealed, seal_if_keyed
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +60,7 @@ class RedisSessionStore(SessionStore):
             result = await op()
         except (RedisError, OSError) as exc:
             self._resting_until = time.monotonic() + self.cooldown_s
+            metrics.DEPENDENCY_ERRORS.labels("redis").inc()
             raise MemoryUnavailable(type(exc).__name__) from exc
         if probe:
             self._resting_until = 0.0
@@ -74,7 +76,7 @@ class RedisSessionStore(SessionStore):
 
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, *(_seal(t.model_dump_json()) for t in turns))
+                pipe.rpush(key, *(seal_if_keyed(t.model_dump_json()) for t in turns))
                 pipe.ltrim(key, -self.max_turns, -1)
                 pipe.expire(key, self.ttl_s)
                 await pipe.execute()
@@ -89,7 +91,7 @@ class RedisSessionStore(SessionStore):
         for item in raw:
             try:
                 text = item.decode() if isinstance(item, bytes) else item
-                turns.append(Turn.model_validate_json(_open(text)))
+                turns.append(Turn.model_validate_json(open_if_sealed(text)))
             except (ValidationError, UndecryptableText):
                 # Sealed with a key no longer configured, or damaged: a cache miss, and the
                 # engine rebuilds the history from the database.
@@ -121,18 +123,3 @@ class RedisSessionStore(SessionStore):
 
     async def aclose(self) -> None:
         await self._redis.aclose()
-
-
-def _seal(text: str) -> str:
-    # Patients' words at rest in Redis too, with the database's message keys when set.
-    sealer = cipher()
-    return sealer.seal(text) if sealer is not None else text
-
-
-def _open(item: str) -> str:
-    if not item.startswith(PREFIX):
-        return item  # written before encryption was on
-    sealer = cipher()
-    if sealer is None:
-        raise UndecryptableText("this entry is encrypted: set CAREBOT_MESSAGE_KEYS")
-    return sealer.open(item)

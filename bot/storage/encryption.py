@@ -149,3 +149,20 @@ class SealedJSON(TypeDecorator[Any]):
         if _cipher is None:
             raise UndecryptableText("this record is encrypted: set CAREBOT_MESSAGE_KEYS")
         return _cipher.open_json(value)
+
+
+def seal_if_keyed(text: str) -> str:
+    """`text` sealed with the message keys when encryption is on (patients' words kept or
+    passed outside the database: Redis session memory, live events between workers)."""
+    sealer = cipher()
+    return sealer.seal(text) if sealer is not None else text
+
+
+def open_if_sealed(item: str) -> str:
+    """The text of `seal_if_keyed` (plain text, from before encryption was on, as it is)."""
+    if not item.startswith(PREFIX):
+        return item
+    sealer = cipher()
+    if sealer is None:
+        raise UndecryptableText("this entry is encrypted: set CAREBOT_MESSAGE_KEYS")
+    return sealer.open(item)

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import true
+from sqlalchemy import delete, true
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
 from bot.models import utcnow
 from bot.storage.repository import Storage
-from bot.storage.tables import ChannelUpdate
+from bot.storage.tables import ChannelUpdate, ChatLease
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,16 @@ class RetryPolicy:
     def delay_s(self, failures: int) -> float:
         """The pause after the `failures`-th failure (doubling, capped)."""
         return float(min(self.first_delay_s * 2 ** max(failures - 1, 0), self.max_delay_s))
+
+
+def _due(now: datetime, quiet_s: float) -> Any:
+    """Kept updates to (re)try now: past their retry time, or never tried and `quiet_s` old
+    (long enough that it is not one still being handled)."""
+    return or_(
+        col(ChannelUpdate.next_attempt_at) <= now,
+        col(ChannelUpdate.next_attempt_at).is_(None)
+        & (col(ChannelUpdate.received_at) <= now - timedelta(seconds=quiet_s)),
+    )
 
 
 class UpdateInbox:
@@ -109,14 +120,26 @@ class UpdateInbox:
         An update never tried is due once it has waited `quiet_s` (long enough that it is
         not one still being handled).
         """
-        now = now or utcnow()
-        return await self._received(
-            or_(
-                col(ChannelUpdate.next_attempt_at) <= now,
-                col(ChannelUpdate.next_attempt_at).is_(None)
-                & (col(ChannelUpdate.received_at) <= now - timedelta(seconds=quiet_s)),
-            )
-        )
+        return await self._received(_due(now or utcnow(), quiet_s))
+
+    async def due_chats(self, now: datetime | None = None, quiet_s: float = 0.0) -> list[str]:
+        """The chats with kept updates due now (as `due`), oldest update first."""
+        due = _due(now or utcnow(), quiet_s)
+
+        def work(s: Session) -> list[str]:
+            rows = s.exec(
+                select(ChannelUpdate.chat_id, ChannelUpdate.update_id)
+                .where(
+                    ChannelUpdate.channel == self.channel,
+                    ChannelUpdate.status == "received",
+                    col(ChannelUpdate.chat_id).is_not(None),
+                    due,
+                )
+                .order_by(col(ChannelUpdate.update_id))
+            ).all()
+            return list(dict.fromkeys(str(chat) for chat, _ in rows))
+
+        return await self.storage.run(work)
 
     async def unfinished(self) -> list[tuple[int, dict[str, Any]]]:
         """Every update received but not yet handled (a crash or restart), oldest first."""
@@ -134,5 +157,76 @@ class UpdateInbox:
                 .order_by(col(ChannelUpdate.update_id))
             ).all()
             return [(r.update_id, r.payload or {}) for r in rows]
+
+        return await self.storage.run(work)
+
+    # --- one worker per chat at a time (several processes behind a webhook) -----------------
+
+    async def take_chat(self, chat_id: str, holder: str, lease_s: float) -> bool:
+        """Hold the chat for `holder` for `lease_s` (or renew it); False while another holds it.
+
+        One statement (INSERT ... ON CONFLICT DO UPDATE ... WHERE), so two workers asking at
+        once cannot both win, on PostgreSQL or SQLite.
+        """
+
+        def work(s: Session) -> bool:
+            now = utcnow()
+            until = now + timedelta(seconds=lease_s)
+            table = ChatLease.__table__  # type: ignore[attr-defined]
+            dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
+            statement = (
+                dialect.insert(table)
+                .values(channel=self.channel, chat_id=chat_id, holder=holder, until=until)
+                .on_conflict_do_update(
+                    index_elements=["channel", "chat_id"],
+                    set_={"holder": holder, "until": until},
+                    where=(table.c.until < now) | (table.c.holder == holder),
+                )
+                .returning(table.c.id)  # a row back: inserted or taken over (rowcount is -1
+                # on PostgreSQL for an INSERT that SQLAlchemy gives a RETURNING of its own)
+            )
+            taken = s.execute(statement).first() is not None
+            s.commit()
+            return taken
+
+        return await self.storage.run(work)
+
+    async def free_chat(self, chat_id: str, holder: str) -> None:
+        """Let the chat go (only if `holder` still holds it)."""
+
+        def work(s: Session) -> None:
+            s.execute(
+                delete(ChatLease).where(
+                    col(ChatLease.channel) == self.channel,
+                    col(ChatLease.chat_id) == chat_id,
+                    col(ChatLease.holder) == holder,
+                )
+            )
+            s.commit()
+
+        await self.storage.run(work)
+
+    async def next_of_chat(
+        self, chat_id: str, now: datetime | None = None
+    ) -> tuple[int, dict[str, Any]] | None:
+        """The chat's oldest kept update that is due (never tried, or past its retry time)."""
+        now = now or utcnow()
+
+        def work(s: Session) -> tuple[int, dict[str, Any]] | None:
+            row = s.exec(
+                select(ChannelUpdate)
+                .where(
+                    ChannelUpdate.channel == self.channel,
+                    ChannelUpdate.chat_id == chat_id,
+                    ChannelUpdate.status == "received",
+                    or_(
+                        col(ChannelUpdate.next_attempt_at).is_(None),
+                        col(ChannelUpdate.next_attempt_at) <= now,
+                    ),
+                )
+                .order_by(col(ChannelUpdate.update_id))
+                .limit(1)
+            ).first()
+            return (row.update_id, row.payload or {}) if row is not None else None
 
         return await self.storage.run(work)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine, delete, select, update
 
 import bot.storage.audit_chain  # noqa: F401  (registers the audit chain's hooks)
+from bot import metrics
 from bot.errors import StorageUnavailable
 from bot.memory.base import Turn
 from bot.models import ChatState, IncomingMessage, Reply, TriageLevel, utcnow
@@ -116,6 +117,7 @@ class Storage:
             return await self.pool.run(work)
         except (SQLAlchemyError, UndecryptableText) as exc:
             logger.error("database error: %s", type(exc).__name__)
+            metrics.DEPENDENCY_ERRORS.labels("database").inc()
             raise StorageUnavailable(type(exc).__name__) from exc
 
     async def record_incoming(self, msg: IncomingMessage) -> StoredIncoming:

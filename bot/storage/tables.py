@@ -341,6 +341,21 @@ class GuidelineApproval(SQLModel, table=True):
     note: str = ""
 
 
+class ChatLease(SQLModel, table=True):
+    """Which worker is handling a chat's kept updates now, and until when (renewed while it
+    works): one chat's messages one at a time and in order, whichever worker received them.
+    A worker that dies stops renewing; once `until` passes another takes the chat over."""
+
+    __tablename__ = "chat_leases"
+    __table_args__ = (UniqueConstraint("channel", "chat_id"), NEVER_REUSE_IDS)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    chat_id: str = Field(max_length=128)
+    holder: str = Field(max_length=64)
+    until: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class DeliveryCursor(SQLModel, table=True):
     """How far a feed read from the audit log has been delivered (the last event id), so a
     restart neither repeats nor skips (administrators' security alerts)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 import os
 import re
 import threading
@@ -24,14 +25,13 @@ import uvicorn
 from fastapi import FastAPI
 from sqlmodel import Session, col, select
 
-from bot.channels.web import create_web_app
 from bot.config import Settings, load_settings
 from bot.dashboard.accounts import StaffAccount, StaffAccounts
 from bot.dashboard.roles import Role
 from bot.llm.base import LLMBackend
 from bot.models import IncomingMessage, Reply
-from bot.runtime import Runtime, build_runtime
-from bot.serve import proxy_options
+from bot.runtime import Runtime
+from bot.serve import create_app, proxy_options
 from bot.storage.tables import Escalation, Message
 from tests.servers import free_port
 
@@ -43,19 +43,14 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 class LiveServer:
     """Start with `with LiveServer(settings, llm) as live:`; stopped on leaving the block."""
 
-    def __init__(self, settings: Settings, llm: LLMBackend) -> None:
+    def __init__(self, settings: Settings, llm: LLMBackend, port: int | None = None) -> None:
         self.settings, self.llm = settings, llm
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app: FastAPI = create_web_app(self._start)
-        self._runtime: Runtime | None = None
+        self.app: FastAPI = create_app(settings, llm)  # as `carebot serve` builds it
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
         self._thread = threading.Thread(target=self._run, name="carebot-live", daemon=True)
-
-    async def _start(self) -> Runtime:
-        self._runtime = await build_runtime(self.settings, llm=self.llm)
-        return self._runtime
 
     def _run(self) -> None:
         async def serve() -> None:
@@ -88,9 +83,16 @@ class LiveServer:
         self._thread.join(30)
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The server's event loop (for coroutines that outlive one `call`)."""
+        assert self._loop is not None, "the server has not started"
+        return self._loop
+
+    @property
     def runtime(self) -> Runtime:
-        assert self._runtime is not None, "the server has not started"
-        return self._runtime
+        runtime: Runtime | None = getattr(self.app.state, "runtime", None)
+        assert runtime is not None, "the server has not started"
+        return runtime
 
     def call(self, fn: Callable[[Runtime], Coroutine[Any, Any, T]], timeout: float = 120) -> T:
         """Run `fn(runtime)` on the server's event loop and return its result."""
@@ -163,7 +165,7 @@ class LiveServer:
 
 @contextlib.contextmanager
 def serving(
-    folder: Path, index_dir: Path, llm: LLMBackend, **overrides: Any
+    folder: Path, index_dir: Path, llm: LLMBackend, port: int | None = None, **overrides: Any
 ) -> Iterator[LiveServer]:
     """Serve the web app on a fresh database in `folder`, with `llm` as its model."""
     with pytest.MonkeyPatch.context() as env:
@@ -184,8 +186,40 @@ def serving(
             dashboard_heartbeat_s=0.5,
             **overrides,
         )
-    with LiveServer(settings, llm) as server:
+    with LiveServer(settings, llm, port) as server:
         yield server
+
+
+class PageEvents:
+    """A web chat page's event stream (/api/events), read in a thread from the moment it is
+    open: every text the server pushed to the page, in order."""
+
+    def __init__(self, web: httpx.Client) -> None:
+        self.pushed: list[str] = []
+        self.content_type = ""
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, args=(web,), daemon=True).start()
+        assert self._ready.wait(10), "the event stream did not open"
+        time.sleep(0.2)  # the server has registered the stream once its first line is read
+
+    def _read(self, web: httpx.Client) -> None:
+        # The stream ends with the server (or the read timeout): that is the page closing.
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            web.stream("GET", "/api/events", timeout=30) as res,
+        ):
+            self.content_type = res.headers["content-type"]
+            self._ready.set()
+            for line in res.iter_lines():
+                if line.startswith("data: "):
+                    self.pushed.append(json.loads(line[6:])["text"])
+
+    def wait_for(self, count: int, timeout_s: float = 15) -> list[str]:
+        """The texts pushed so far, once there are `count` (or the time is up)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.pushed) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.pushed)
 
 
 def csrf_of(page: str) -> str:

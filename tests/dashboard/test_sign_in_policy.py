@@ -18,6 +18,7 @@ from bot.dashboard.login_throttle import LoginThrottle, ThrottlePolicy
 from bot.dashboard.roles import Role
 from bot.dashboard.sessions import LoginSessions
 from bot.models import utcnow
+from bot.rate_limit import RateLimits
 from bot.storage.tables import AuditEvent, StaffSession
 from tests.dashboard.live import PASSWORD, LiveServer, csrf_of, sign_in
 
@@ -30,34 +31,40 @@ class Clock:
         return self.now
 
 
-def test_an_attacker_elsewhere_cannot_lock_a_doctor_out() -> None:
+async def test_an_attacker_elsewhere_cannot_lock_a_doctor_out() -> None:
     clock = Clock()
-    throttle = LoginThrottle(ThrottlePolicy(per_client=20, overall=100, window_s=900), clock)
+    throttle = LoginThrottle(
+        ThrottlePolicy(per_client=20, overall=100, window_s=900), RateLimits(clock=clock)
+    )
     for _ in range(5):
-        assert throttle.admit("203.0.113.9", "ada") == 0
-        throttle.failed("203.0.113.9", "ada")
-    assert 890 < throttle.admit("203.0.113.9", "ada") <= 900  # that address waits for "ada"
-    assert throttle.admit("203.0.113.9", "bo") == 0  # other names are still counted per address
-    assert throttle.admit("10.1.2.3", "Ada ") == 0  # Dr Ada at the hospital signs in
-    throttle.succeeded("10.1.2.3", "ada")
+        assert await throttle.admit("203.0.113.9", "ada") == 0
+        await throttle.failed("203.0.113.9", "ada")
+    assert 890 < await throttle.admit("203.0.113.9", "ada") <= 900  # that address waits for "ada"
+    assert (
+        await throttle.admit("203.0.113.9", "bo") == 0
+    )  # other names are still counted per address
+    assert await throttle.admit("10.1.2.3", "Ada ") == 0  # Dr Ada at the hospital signs in
+    await throttle.succeeded("10.1.2.3", "ada")
     clock.now += 901
-    assert throttle.admit("203.0.113.9", "ada") == 0  # the window has passed
+    assert await throttle.admit("203.0.113.9", "ada") == 0  # the window has passed
 
 
-def test_addresses_and_everyone_together_are_limited_before_argon2() -> None:
+async def test_addresses_and_everyone_together_are_limited_before_argon2() -> None:
     clock = Clock()
-    throttle = LoginThrottle(ThrottlePolicy(per_client=3, overall=5, window_s=60), clock)
-    assert [throttle.admit("a", f"user{i}") for i in range(4)][:3] == [0, 0, 0]
-    assert throttle.admit("a", "user9") > 0  # a fourth name from the same address
-    assert throttle.admit("b", "x") == 0 and throttle.admit("c", "x") == 0
-    assert throttle.admit("d", "x") > 0  # the overall limit: a guesser with many addresses
+    throttle = LoginThrottle(
+        ThrottlePolicy(per_client=3, overall=5, window_s=60), RateLimits(clock=clock)
+    )
+    assert [await throttle.admit("a", f"user{i}") for i in range(4)][:3] == [0, 0, 0]
+    assert await throttle.admit("a", "user9") > 0  # a fourth name from the same address
+    assert await throttle.admit("b", "x") == 0 and await throttle.admit("c", "x") == 0
+    assert await throttle.admit("d", "x") > 0  # the overall limit: a guesser with many addresses
     # A known device of the account is counted on its own: the full limits do not stop it,
     # its own five failures do.
-    assert throttle.admit("a", "user1", device="k1") == 0
+    assert await throttle.admit("a", "user1", device="k1") == 0
     for _ in range(5):
-        throttle.failed("a", "user1", device="k1")
-    assert throttle.admit("a", "user1", device="k1") > 0
-    assert throttle.admit("a", "user1", device="k2") == 0  # another known browser
+        await throttle.failed("a", "user1", device="k1")
+    assert await throttle.admit("a", "user1", device="k1") > 0
+    assert await throttle.admit("a", "user1", device="k2") == 0  # another known browser
 
 
 def test_a_sign_in_ends_after_its_lifetime_however_busy(live: LiveServer) -> None:

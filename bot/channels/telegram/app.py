@@ -1,8 +1,9 @@
 """Build and run the python-telegram-bot Application: long polling or a webhook.
 
 `TELEGRAM_API_BASE_URL` points the bot at a self-hosted Bot API server (and the tests at
-theirs); `TELEGRAM_WEBHOOK_URL` switches from polling to a webhook whose requests must carry
-the secret token.
+theirs); `TELEGRAM_WEBHOOK_URL` switches from polling to a webhook: a route of the web app
+(bot/channels/telegram/webhook.py) whose requests must carry the secret token, so any number
+of `carebot serve` workers can receive the bot's updates.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from telegram.ext import AIORateLimiter, Application, ContextTypes, ExtBot, Type
 from telegram.request import HTTPXRequest
 
 from bot.channels.telegram.channel import TelegramChannel
-from bot.channels.telegram.delivery import Sender
+from bot.channels.telegram.delivery import Sender, with_retries
 from bot.channels.telegram.doctors import DoctorsDesk
 from bot.channels.telegram.requests import TolerantUpdatesRequest
+from bot.channels.telegram.webhook import TelegramWebhook
 from bot.config import Settings
 from bot.dashboard.security_alerts import SecurityAlerts
 from bot.dashboard.telegram_link import TelegramLinks
@@ -109,7 +111,10 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
             group_max_rate=settings.telegram_group_messages_per_minute, max_retries=3
         ),
     )
-    return Application.builder().bot(bot).build()
+    builder = Application.builder().bot(bot)
+    if settings.telegram_webhook_url:
+        builder = builder.updater(None)  # the web app's route receives (webhook.py)
+    return builder.build()
 
 
 async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -150,7 +155,11 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
         attempts=settings.telegram_retry_attempts, first_delay_s=settings.telegram_retry_first_s
     )
     channel = TelegramChannel(
-        runtime.engine, UpdateInbox(runtime.storage, "telegram", policy), settings, desk
+        runtime.engine,
+        UpdateInbox(runtime.storage, "telegram", policy),
+        settings,
+        desk,
+        runtime.limits,
     )
     application.bot_data["channel"] = channel
 
@@ -179,26 +188,26 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
         alerts.run(to_admin, settings.admin_alerts_s, alerts_stop, runtime.leading),
         name="admin-security-alerts",
     )
-    assert application.updater is not None
     if settings.telegram_webhook_url:
-        host, _, port = settings.telegram_webhook_listen.rpartition(":")
         assert settings.telegram_webhook_secret is not None  # required with a webhook URL
         secret = settings.telegram_webhook_secret.get_secret_value()
-        await application.updater.start_webhook(
-            listen=host,
-            port=int(port),
-            url_path=urlparse(settings.telegram_webhook_url).path.lstrip("/"),
-            webhook_url=settings.telegram_webhook_url,
-            secret_token=secret,
-            allowed_updates=ALLOWED_UPDATES,
+        # Every worker registers the same URL and secret: the same call, answered the same.
+        await with_retries(
+            lambda: application.bot.set_webhook(
+                url=settings.telegram_webhook_url or "",
+                secret_token=secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
         )
-        logger.info("telegram: webhook on %s", settings.telegram_webhook_listen)
+        runtime.telegram_webhook = TelegramWebhook(channel, application.bot, secret).handle
+        logger.info("telegram: webhook at the web app's %s", _path(settings.telegram_webhook_url))
     else:
+        assert application.updater is not None
         await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES, timeout=10)
         logger.info("telegram: long polling")
 
     async def stop() -> None:
-        assert application.updater is not None
+        runtime.telegram_webhook = None  # from now on Telegram hears 503 and sends again
         alerts_stop.set()  # the push under way finishes (a send and its cursor go together)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(admin_alerts), 10)
@@ -206,7 +215,8 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await application.updater.stop()
+        if application.updater is not None:
+            await application.updater.stop()
         # Finish what is under way (a reply cut off now would be sent again after the
         # restart); what is left after the grace period is replayed from the inbox.
         if not await channel.queues.join(timeout_s=10):
@@ -220,3 +230,7 @@ async def start_telegram(runtime: Runtime) -> Application:  # type: ignore[type-
 
     runtime.on_close.append(stop)
     return application
+
+
+def _path(url: str) -> str:
+    return urlparse(url).path or "/"

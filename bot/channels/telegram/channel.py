@@ -14,6 +14,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
+import time
+import uuid
 from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
@@ -37,12 +41,16 @@ from bot.early_warning import EarlyWarning
 from bot.engine import ConversationEngine
 from bot.errors import StorageUnavailable
 from bot.models import IncomingMessage, Reply, TriageLevel
-from bot.rate_limit import ChatRateLimit
+from bot.rate_limit import RateLimits
 from bot.replies import detect_language
 from bot.storage.inbox import UpdateInbox
 
 logger = logging.getLogger(__name__)
 CHANNEL = "telegram"
+# Behind a webhook: how long a worker holds a chat without renewing (it renews every third of
+# this while it works; a worker that dies lets its chats go after at most this long).
+CHAT_LEASE_S = 15.0
+STALE_RECEIVED_S = 600.0  # forget an update received here but handled by another worker
 # Message fields Telegram may carry instead of text -> the patient text explaining it.
 NON_TEXT = (
     ("voice", "unsupported_voice"),
@@ -104,13 +112,22 @@ class TelegramChannel:
         inbox: UpdateInbox,
         settings: Settings,
         desk: DoctorsDesk | None = None,
+        limits: RateLimits | None = None,
     ) -> None:
         self.engine, self.inbox, self.settings, self.desk = engine, inbox, settings, desk
-        self.queues = ChatQueues()
+        self.queues = ChatQueues(name="telegram")
+        # Behind a webhook, several workers receive this bot's updates: a chat's updates are
+        # then handled from the inbox by whichever worker holds the chat's lease (below).
+        self.shared = settings.telegram_webhook_url is not None
+        self.worker = f"{socket.gethostname()[:40]}:{os.getpid()}"
+        # Kept updates received here, awaiting their turn: (throttle, early warning, when).
+        self._received: dict[int, tuple[str, EarlyWarning | None, float]] = {}
         self._under_way: set[int] = set()  # update ids queued or being handled here
         self._tasks: set[asyncio.Task[None]] = set()
-        self.limit = ChatRateLimit(
-            settings.telegram_rate_limit_messages, settings.telegram_rate_limit_window_s
+        self.limit = (limits or RateLimits()).window(
+            "telegram-chat",
+            settings.telegram_rate_limit_messages,
+            settings.telegram_rate_limit_window_s,
         )
         self.commands = {
             "start": self._start,
@@ -138,10 +155,71 @@ class TelegramChannel:
         if update.update_id in self._under_way:
             logger.info("update %s is already under way; skipped", update.update_id)
             return
-        throttle = "ok"
-        if update.message is not None:
-            throttle = self.limit.check(str(chat.id))
-        self._queue(update, bot, throttle, self._early_warning(update, bot), keep=True)
+        early = self._early_warning(update, bot)  # first: an emergency waits for nothing
+        throttle = await self.limit.check(str(chat.id)) if update.message is not None else "ok"
+        self._queue(update, bot, throttle, early, keep=True)
+
+    async def accept(self, update: Update, bot: Bot) -> None:
+        """A webhook's update: kept in the inbox before Telegram hears it arrived, then
+        handled in its chat's turn by whichever worker holds the chat (`_drain_chat`).
+
+        The early warning starts first: an emergency never waits for the database, the
+        chat's turn or another worker.
+        """
+        chat = update.effective_chat
+        doctors = chat is not None and chat.id == self.settings.doctors_chat_id
+        if chat is None or (chat.type != "private" and not doctors):
+            return
+        early = self._early_warning(update, bot)
+        throttle = await self.limit.check(str(chat.id)) if update.message is not None else "ok"
+        if not await self._keep(update, bot, early):
+            return
+        self._received[update.update_id] = (throttle, early, time.monotonic())
+        self._drain_soon(str(chat.id), bot)
+
+    def _drain_soon(self, chat: str, bot: Bot) -> None:
+        # The chat's queue runs one drain at a time here; a full queue has drains enough.
+        self.queues.submit(chat, lambda: self._drain_chat(chat, bot))
+
+    async def _drain_chat(self, chat: str, bot: Bot) -> None:
+        """Handle the chat's kept updates in order while holding its lease; let it go, and
+        look once more: an update kept while another held the lease is this one's to take."""
+        holder = f"{self.worker}:{uuid.uuid4().hex[:8]}"
+        try:
+            while await self.inbox.take_chat(chat, holder, CHAT_LEASE_S):
+                renewing = asyncio.create_task(self._renew(chat, holder))
+                try:
+                    await self._handle_kept(chat, bot)
+                finally:
+                    renewing.cancel()
+                    await self.inbox.free_chat(chat, holder)
+                if await self.inbox.next_of_chat(chat) is None:
+                    return
+        except StorageUnavailable as exc:  # kept: the sweep comes back to the chat
+            logger.warning("telegram chat drain stopped: %s", exc)
+
+    async def _handle_kept(self, chat: str, bot: Bot) -> None:
+        handled: set[int] = set()
+        while (kept := await self.inbox.next_of_chat(chat)) is not None:
+            update_id, payload = kept
+            if update_id in handled:  # could not be marked done: the sweep tries it later
+                return
+            handled.add(update_id)
+            throttle, early, _ = self._received.pop(update_id, ("ok", None, 0.0))
+            try:
+                update = Update.de_json(payload, bot)
+            except Exception:  # a payload this version cannot read: give it up, not crash
+                update = None
+            if update is None or update.effective_chat is None:
+                await self._settle(update_id, "failed")
+                continue
+            await self.process(update, bot, throttle, early)
+
+    async def _renew(self, chat: str, holder: str) -> None:
+        while True:
+            await asyncio.sleep(CHAT_LEASE_S / 3)
+            with contextlib.suppress(StorageUnavailable):
+                await self.inbox.take_chat(chat, holder, CHAT_LEASE_S)
 
     def _early_warning(self, update: Update, bot: Bot) -> EarlyWarning | None:
         message = update.message
@@ -177,12 +255,27 @@ class TelegramChannel:
 
     async def replay(self, bot: Bot) -> int:
         """Queue the updates a previous run kept but did not finish; return how many."""
+        if self.shared:
+            return self._drain_chats(await self.inbox.due_chats(), bot)
         return self._requeue(await self.inbox.unfinished(), bot)
 
     async def sweep(self, bot: Bot, now: datetime | None = None) -> int:
-        """Queue kept updates that are due for another try (and not under way); how many."""
-        due = await self.inbox.due(now, quiet_s=self.settings.telegram_retry_first_s)
-        return self._requeue(due, bot)
+        """Queue kept updates that are due for another try (and not under way); how many
+        (behind a webhook: how many chats, each drained under its lease)."""
+        quiet_s = self.settings.telegram_retry_first_s
+        if self.shared:
+            return self._drain_chats(await self.inbox.due_chats(now, quiet_s), bot)
+        return self._requeue(await self.inbox.due(now, quiet_s=quiet_s), bot)
+
+    def _drain_chats(self, chats: list[str], bot: Bot) -> int:
+        # What this worker kept about updates that another worker handled (a lease) is old.
+        stale = time.monotonic() - STALE_RECEIVED_S
+        for update_id, (_, _, at) in list(self._received.items()):
+            if at < stale:
+                del self._received[update_id]
+        for chat in chats:
+            self._drain_soon(chat, bot)
+        return len(chats)
 
     async def run_sweeps(self, bot: Bot) -> None:
         """Retry unfinished updates while the process runs, until cancelled."""

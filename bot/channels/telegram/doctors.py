@@ -21,6 +21,7 @@ from functools import partial
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, Forbidden, TelegramError
 
+from bot import metrics
 from bot.cases.events import CaseEvent
 from bot.cases.models import Actor, CaseStatus, CaseView, ClaimOutcome
 from bot.cases.service import CaseService
@@ -140,6 +141,8 @@ class DoctorsDesk:
                         )
                     )
             await self.cases.store.alert_sent(view.id, sent[-1].message_id)
+            if old is None:  # the case's first alert to land
+                metrics.DOCTORS_ALERT.observe(view.age_s())
             await self.cases.store.sent_to_doctors(
                 view.id, self.chat_id, sent, "alert", self._shows
             )
