@@ -59,6 +59,7 @@ class ChatQueues:
                     logger.error("chat job failed: %s", type(exc).__name__)
                 self._depth.set(self.pending())
         del self._queues[chat]
+        self._depth.set(self.pending() - 1)  # this chat's task ends here
 
     def pending(self) -> int:
         """Return the number of jobs waiting or running."""

@@ -20,14 +20,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot import caches
+from bot.redis_clients import fail_fast_redis
 from bot.storage.encryption import UndecryptableText, open_if_sealed, seal_if_keyed
 
 logger = logging.getLogger(__name__)
@@ -96,41 +97,46 @@ class RedisClusterEvents(ClusterEvents):
         super().__init__()
         self.origin = uuid.uuid4().hex
         self._url = url
-        # Publishing must never hold a patient's turn: short timeouts, failures only logged.
-        self._publisher = Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
-        )
-        self._failing = False
+        # Publishing must never hold a patient's turn: short timeouts, no retries, and after
+        # a failure Redis is left alone for `cooldown_s` (events meanwhile are not shared).
+        self._publisher = fail_fast_redis(url, timeout_s)
+        self.cooldown_s = 5.0
+        self._resting_until = 0.0
 
     async def publish(self, topic: str, data: dict[str, Any]) -> None:
+        if time.monotonic() < self._resting_until:
+            return
         payload = seal_if_keyed(json.dumps({"origin": self.origin, "topic": topic, "data": data}))
         try:
             await self._publisher.publish(CHANNEL, payload)
         except (RedisError, OSError) as exc:
-            if not self._failing:  # once per outage, not once per event
+            if self._resting_until == 0.0:  # once per outage, not once per event
                 logger.warning(
                     "live events not shared with other workers (%s); pages catch up on reload",
                     type(exc).__name__,
                 )
-            self._failing = True
+            self._resting_until = time.monotonic() + self.cooldown_s
             return
-        self._failing = False
+        self._resting_until = 0.0
 
     async def run(self) -> None:
         pause = 0.5
         while True:
-            listener = Redis.from_url(
-                self._url, socket_connect_timeout=2, health_check_interval=15, decode_responses=True
-            )
+            listener = fail_fast_redis(self._url, None)
             try:
                 async with listener.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
                     pause = 0.5
+                    # Erasures published while this worker was not listening were missed:
+                    # its caches may hold an erased patient's words, so they go now.
+                    caches.clear_all()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             await self._received(str(message["data"]))
             except (RedisError, OSError) as exc:
                 logger.warning("live events from other workers paused: %s", type(exc).__name__)
+            except Exception as exc:  # never end silently: a bug here stops live pages
+                logger.error("live events listener failed: %s", type(exc).__name__)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await listener.aclose()

@@ -278,12 +278,13 @@ class Settings(BaseSettings):
         description="Seconds before an unclaimed case is alerted again, per level (JSON).",
     )
     case_alert_unconfirmed_s: float = Field(
-        default=30.0,
+        default=60.0,
         ge=2,
         le=600,
         description="A doctors' alert that Telegram has not confirmed this many seconds after "
-        "it was due (the process sending it died, or the send hangs) is sent again, marked "
-        "as possibly repeated. Longer than a send with its network retries takes (about 16 s).",
+        "its send began (the process sending it died, or the send hangs) is sent again, "
+        "marked as possibly repeated. Longer than a send with all its network retries takes "
+        "(about 45 s), so a slow send in one worker is not doubled by another.",
     )
     leader_check_s: float = Field(
         default=5.0,

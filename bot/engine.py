@@ -101,8 +101,12 @@ class ConversationEngine:
 
     async def sending(self, reply: Reply, begins: bool = True) -> None:
         """Record that the channel begins sending a stored reply (`begins` False: the send
-        failed, nothing of it landed), so a replay after a crash knows it may have arrived."""
-        if reply.message_id is not None:
+        failed, nothing of it landed), so a replay after a crash knows it may have arrived.
+
+        Not for an emergency reply: after a crash it is sent again either way (said twice
+        beats not said), so nothing needs noting, and no database write waits before it.
+        """
+        if reply.message_id is not None and reply.level is not TriageLevel.EMERGENCY:
             await self.turns.quietly(self.storage.mark_sending(reply.message_id, begins))
 
     async def delivered(self, reply: Reply, channel_ids: list[int]) -> None:

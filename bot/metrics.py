@@ -59,8 +59,9 @@ QUEUE_DEPTH = Gauge(
 )
 CASES_PAST_DEADLINE = Gauge(
     "carebot_open_cases_past_deadline",
-    "Open cases whose alert deadline has passed unclaimed (counted by the timers' worker)",
-    multiprocess_mode="livemax",
+    "Open cases still unclaimed after their first deadline (re-alerted at least once; set "
+    "by the worker running the timers)",
+    multiprocess_mode="livemostrecent",
 )
 DEPENDENCY_ERRORS = Counter(
     "carebot_dependency_errors",

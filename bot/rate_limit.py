@@ -15,6 +15,8 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.redis_clients import fail_fast_redis
+
 logger = logging.getLogger(__name__)
 
 # Chats (or addresses) seen once would otherwise stay in memory for good.
@@ -200,12 +202,7 @@ class RateLimits:
         self.clock, self.cooldown_s = clock, cooldown_s
         self._redis: Redis | None = None
         if redis_url:
-            self._redis = Redis.from_url(
-                redis_url,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                decode_responses=True,
-            )
+            self._redis = fail_fast_redis(redis_url, timeout_s)
         self._resting_until = 0.0
 
     def window(self, name: str, messages: int, window_s: float) -> RateWindow:

@@ -477,3 +477,25 @@ async def test_mydata_sends_the_patient_a_file_of_everything_stored(
     ]
     assert encounters and encounters[0]["priority"]["text"] == "emergency"
     assert encounters[0]["reasonCode"]  # why the case was opened
+
+
+async def test_a_re_alert_whose_old_button_cannot_be_removed_is_still_sent_once(
+    api: BotAPIServer, make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    # The alert is confirmed the moment it lands; the old alert's Claim button is tidied
+    # after, best effort. Before, a refused tidy-up left the re-alert unconfirmed and the
+    # timers sent it again every tick.
+    rt = await start(api, make_runtime, tmp_path, case_alert_unconfirmed_s=2)
+    api.send_update(private_message(1, PATIENT, text="crushing chest pain and sweating"))
+    await wait(api, lambda: any("EMERGENCY" in t for t in api.texts(DOCTORS)), "the alert")
+    await wait(api, lambda: cases(rt)[0].alert_retry_at is None, "the alert confirmed")
+    api.fail_next("editMessageReplyMarkup", times=20, error_code=403)
+    await rt.cases.tick(utcnow() + timedelta(seconds=121))  # the emergency's re-alert
+    await wait(api, lambda: any("Still unclaimed" in t for t in api.texts(DOCTORS)), "re-alert")
+    for _ in range(4):  # past the unconfirmed window, tick after tick
+        await asyncio.sleep(0.6)
+        await rt.cases.tick()
+    texts = api.texts(DOCTORS)
+    assert sum("Still unclaimed" in t for t in texts) == 1, texts
+    assert not any("Sent again" in t for t in texts), texts
+    assert cases(rt)[0].alert_retry_at is None

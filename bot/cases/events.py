@@ -44,6 +44,7 @@ class CaseEvents:
         self._listeners: list[Listener] = []
         self._streams: set[asyncio.Queue[CaseEvent]] = set()
         self._cluster: ClusterEvents = ClusterEvents()
+        self._sharing: set[asyncio.Task[None]] = set()
 
     def share(self, cluster: ClusterEvents) -> None:
         """Show this worker's events on every worker's streams (dashboards), and theirs here.
@@ -70,7 +71,11 @@ class CaseEvents:
                 await listener(event)
             except Exception as exc:
                 logger.error("case listener failed on %s: %s", event.kind, type(exc).__name__)
-        await self._cluster.publish("case", event.model_dump())
+        # Not awaited: a slow Redis must not hold the turn that moved the case (an
+        # emergency reply to a patient with a doctor waits for this publish).
+        task = asyncio.create_task(self._cluster.publish("case", event.model_dump()))
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
 
     def _to_streams(self, event: CaseEvent) -> None:
         for queue in list(self._streams):

@@ -94,6 +94,7 @@ class CaseService:
         # worker with no Telegram) leaves a new case's first alert to the timers of one that
         # has, rather than count an alert nobody sent (bot/channels/telegram/app.py).
         self.announces = options is None or options.alert_unconfirmed_s is None
+        self._idle_warned = False
         self._background: set[asyncio.Task[None]] = set()
 
     def announce_with(self, desk: Callable[[CaseEvent], Awaitable[None]]) -> None:
@@ -213,6 +214,14 @@ class CaseService:
         await self._tell(view, "doctor_left", None, doctor=actor.shown)
         return view
 
+    async def alert_sending(self, case_id: int) -> None:
+        """The doctors' desk begins sending a case's alert: the timers of any process leave
+        it alone until it is confirmed, or the unconfirmed window has passed (its sender
+        died)."""
+        until = self._unconfirmed()
+        if until is not None:
+            await self.store.alert_sending(case_id, until)
+
     async def alert_failed(self, case_id: int, reason: str) -> None:
         """The doctors' group could not be told about a case: record it, retry, tell the patient.
 
@@ -273,6 +282,15 @@ class CaseService:
     async def tick(self, now: datetime | None = None) -> None:
         """Re-alert unclaimed cases past their deadline; expire those alerted enough."""
         now = now or utcnow()
+        if not self.announces:
+            # Leading the timers without the doctors' desk (a CLI command that took the lock
+            # while the server restarted): counting alerts nobody sends would expire cases
+            # unseen. The deadlines wait for a process that can alert.
+            if not self._idle_warned:
+                logger.warning("case deadlines paused: this process cannot alert the doctors")
+                self._idle_warned = True
+            return
+        self._idle_warned = False
         for case_id in await self.store.unannounced():  # opened by the CLI or another worker
             await self.opened(case_id, by_timers=True)
         # Refused by the doctors' group, or never confirmed (the sender died mid-send).
@@ -280,9 +298,7 @@ class CaseService:
             view = await self.store.view(case_id)
             if view is not None:
                 await self._publish("alert_retry", view)
-        due = await self.store.due(now)
-        metrics.CASES_PAST_DEADLINE.set(len(due))
-        for view, alerts in due:
+        for view, alerts in await self.store.due(now):
             if alerts >= self.options.alerts_before_expiry:
                 closed = await self.store.close(
                     view.id, CaseStatus.EXPIRED, "carebot", "no doctor claimed the case in time"
@@ -298,6 +314,7 @@ class CaseService:
                 unconfirmed_at=self._unconfirmed(now),
             )
             await self._publish("realerted", view)
+        metrics.CASES_PAST_DEADLINE.set(await self.store.past_first_deadline())
 
     async def run_deadlines(self) -> None:
         """Check deadlines every few seconds until cancelled."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from bot.cases.models import (
@@ -396,6 +396,20 @@ class CaseStore:
 
         return await self.storage.run(work)
 
+    async def past_first_deadline(self) -> int:
+        """Open cases still unclaimed after their first deadline (re-alerted at least once)."""
+
+        def work(s: Session) -> int:
+            return int(
+                s.exec(
+                    select(func.count())
+                    .select_from(Escalation)
+                    .where(Escalation.status == CaseStatus.OPEN.value, Escalation.alert_count > 1)
+                ).one()
+            )
+
+        return await self.storage.run(work)
+
     async def alert_sent(self, case_id: int, message_id: int) -> None:
         """Remember the doctors' group message that shows the case (the alert went out)."""
 
@@ -404,6 +418,18 @@ class CaseStore:
             if esc is not None:
                 esc.alert_message_id = message_id
                 esc.alert_error, esc.alert_failures, esc.alert_retry_at = None, 0, None
+                s.add(esc)
+                s.commit()
+
+        await self.storage.run(work)
+
+    async def alert_sending(self, case_id: int, until: datetime) -> None:
+        """An alert's send begins: no other process sends it again before `until`."""
+
+        def work(s: Session) -> None:
+            esc = s.get(Escalation, case_id)
+            if esc is not None:
+                esc.alert_retry_at = until
                 s.add(esc)
                 s.commit()
 

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from bot import metrics
 from bot.errors import MemoryUnavailable
 from bot.memory.base import SessionStore, Turn
+from bot.redis_clients import fail_fast_redis
 from bot.storage.encryption import UndecryptableText, open_if_sealed, seal_if_keyed
 
 logger = logging.getLogger(__name__)
@@ -48,10 +49,7 @@ class RedisSessionStore(SessionStore):
         cls, url: str, ttl_s: int, max_turns: int, timeout_s: float = 0.5
     ) -> RedisSessionStore:
         """Connect lazily to `url` with short timeouts, so a dead Redis fails fast."""
-        client = Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
-        )
-        return cls(client, ttl_s, max_turns)
+        return cls(fail_fast_redis(url, timeout_s), ttl_s, max_turns)
 
     async def _call(self, op: Callable[[], Awaitable[T]], probe: bool = False) -> T:
         if not probe and time.monotonic() < self._resting_until:

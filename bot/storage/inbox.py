@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, true
+from sqlalchemy import delete, func, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
@@ -166,14 +166,20 @@ class UpdateInbox:
         """Hold the chat for `holder` for `lease_s` (or renew it); False while another holds it.
 
         One statement (INSERT ... ON CONFLICT DO UPDATE ... WHERE), so two workers asking at
-        once cannot both win, on PostgreSQL or SQLite.
+        once cannot both win, on PostgreSQL or SQLite. PostgreSQL judges expiry by its own
+        clock, not the workers' (hosts whose clocks differ would take each other's chats).
         """
 
         def work(s: Session) -> bool:
-            now = utcnow()
-            until = now + timedelta(seconds=lease_s)
             table = ChatLease.__table__  # type: ignore[attr-defined]
-            dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
+            if s.get_bind().dialect.name == "postgresql":
+                dialect: Any = postgresql
+                now: Any = func.now()
+                until: Any = now + func.make_interval(0, 0, 0, 0, 0, 0, lease_s)
+            else:  # SQLite: one host, one clock
+                dialect = sqlite
+                now = utcnow()
+                until = now + timedelta(seconds=lease_s)
             statement = (
                 dialect.insert(table)
                 .values(channel=self.channel, chat_id=chat_id, holder=holder, until=until)
@@ -182,8 +188,8 @@ class UpdateInbox:
                     set_={"holder": holder, "until": until},
                     where=(table.c.until < now) | (table.c.holder == holder),
                 )
-                .returning(table.c.id)  # a row back: inserted or taken over (rowcount is -1
-                # on PostgreSQL for an INSERT that SQLAlchemy gives a RETURNING of its own)
+                .returning(table.c.holder)  # a row back: inserted or taken over (rowcount
+                # is -1 on PostgreSQL for an INSERT that SQLAlchemy adds a RETURNING to)
             )
             taken = s.execute(statement).first() is not None
             s.commit()

@@ -347,11 +347,11 @@ class ChatLease(SQLModel, table=True):
     A worker that dies stops renewing; once `until` passes another takes the chat over."""
 
     __tablename__ = "chat_leases"
-    __table_args__ = (UniqueConstraint("channel", "chat_id"), NEVER_REUSE_IDS)
 
-    id: int | None = Field(default=None, primary_key=True)
-    channel: str = Field(max_length=32)
-    chat_id: str = Field(max_length=128)
+    # Keyed by the chat itself: every take and renewal is an upsert, and on PostgreSQL each
+    # would use up a value of an id sequence (a 32-bit one runs out within weeks).
+    channel: str = Field(max_length=32, primary_key=True)
+    chat_id: str = Field(max_length=128, primary_key=True)
     holder: str = Field(max_length=64)
     until: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 

@@ -19,6 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,7 @@ CHANNEL = "telegram"
 # this while it works; a worker that dies lets its chats go after at most this long).
 CHAT_LEASE_S = 15.0
 STALE_RECEIVED_S = 600.0  # forget an update received here but handled by another worker
+THROTTLE_KEY = "carebot_throttle"  # kept in an update's payload beside Telegram's fields
 # Message fields Telegram may carry instead of text -> the patient text explaining it.
 NON_TEXT = (
     ("voice", "unsupported_voice"),
@@ -101,6 +103,14 @@ def command_of(text: str) -> tuple[str, str] | None:
     head, _, args = text[1:].partition(" ")
     name = head.split("@", 1)[0].lower()
     return (name, args.strip()) if name.isascii() and name.replace("_", "").isalnum() else None
+
+
+@dataclass
+class _Hold:
+    """A worker's hold on one chat while it handles the chat's kept updates."""
+
+    holder: str
+    lost: bool = False
 
 
 class TelegramChannel:
@@ -172,7 +182,7 @@ class TelegramChannel:
             return
         early = self._early_warning(update, bot)
         throttle = await self.limit.check(str(chat.id)) if update.message is not None else "ok"
-        if not await self._keep(update, bot, early):
+        if not await self._keep(update, bot, early, throttle):
             return
         self._received[update.update_id] = (throttle, early, time.monotonic())
         self._drain_soon(str(chat.id), bot)
@@ -184,28 +194,34 @@ class TelegramChannel:
     async def _drain_chat(self, chat: str, bot: Bot) -> None:
         """Handle the chat's kept updates in order while holding its lease; let it go, and
         look once more: an update kept while another held the lease is this one's to take."""
-        holder = f"{self.worker}:{uuid.uuid4().hex[:8]}"
+        hold = _Hold(f"{self.worker}:{uuid.uuid4().hex[:8]}")
+        handled: set[int] = set()  # across rounds: one the database cannot finish waits
         try:
-            while await self.inbox.take_chat(chat, holder, CHAT_LEASE_S):
-                renewing = asyncio.create_task(self._renew(chat, holder))
+            while await self.inbox.take_chat(chat, hold.holder, CHAT_LEASE_S):
+                hold.lost = False
+                renewing = asyncio.create_task(self._renew(chat, hold))
                 try:
-                    await self._handle_kept(chat, bot)
+                    stuck = await self._handle_kept(chat, bot, hold, handled)
                 finally:
                     renewing.cancel()
-                    await self.inbox.free_chat(chat, holder)
-                if await self.inbox.next_of_chat(chat) is None:
-                    return
+                    await self.inbox.free_chat(chat, hold.holder)
+                if stuck or hold.lost or await self.inbox.next_of_chat(chat) is None:
+                    return  # the sweep (or the worker that took the chat) goes on
         except StorageUnavailable as exc:  # kept: the sweep comes back to the chat
             logger.warning("telegram chat drain stopped: %s", exc)
 
-    async def _handle_kept(self, chat: str, bot: Bot) -> None:
-        handled: set[int] = set()
-        while (kept := await self.inbox.next_of_chat(chat)) is not None:
+    async def _handle_kept(self, chat: str, bot: Bot, hold: _Hold, handled: set[int]) -> bool:
+        """Handle the chat's due updates oldest first while the lease holds; True when one
+        came back unfinished (the database took the reply but not the "done")."""
+        while not hold.lost and (kept := await self.inbox.next_of_chat(chat)) is not None:
             update_id, payload = kept
-            if update_id in handled:  # could not be marked done: the sweep tries it later
-                return
+            if update_id in handled:
+                return True
             handled.add(update_id)
-            throttle, early, _ = self._received.pop(update_id, ("ok", None, 0.0))
+            # Received here: its early warning is ours to settle. Elsewhere: its throttle
+            # came with it (and its early warning fires there if this turn is slow).
+            kept_throttle = str(payload.get(THROTTLE_KEY, "ok"))
+            throttle, early, _ = self._received.pop(update_id, (kept_throttle, None, 0.0))
             try:
                 update = Update.de_json(payload, bot)
             except Exception:  # a payload this version cannot read: give it up, not crash
@@ -214,12 +230,24 @@ class TelegramChannel:
                 await self._settle(update_id, "failed")
                 continue
             await self.process(update, bot, throttle, early)
+        return False
 
-    async def _renew(self, chat: str, holder: str) -> None:
+    async def _renew(self, chat: str, hold: _Hold) -> None:
+        """Renew the lease every third of its length. Taken by another worker (this one was
+        too slow to renew), or not renewed for two thirds of it: stop before the next
+        update, so two workers never handle one chat's updates at once for long."""
+        renewed = time.monotonic()
         while True:
             await asyncio.sleep(CHAT_LEASE_S / 3)
-            with contextlib.suppress(StorageUnavailable):
-                await self.inbox.take_chat(chat, holder, CHAT_LEASE_S)
+            try:
+                if not await self.inbox.take_chat(chat, hold.holder, CHAT_LEASE_S):
+                    hold.lost = True
+                    return
+                renewed = time.monotonic()
+            except StorageUnavailable:
+                if time.monotonic() - renewed > CHAT_LEASE_S * 2 / 3:
+                    hold.lost = True
+                    return
 
     def _early_warning(self, update: Update, bot: Bot) -> EarlyWarning | None:
         message = update.message
@@ -235,17 +263,27 @@ class TelegramChannel:
         msg = self._incoming(message, message.text)
         return self.engine.early_warning(msg, send, self.settings.early_warning_s)
 
-    async def _keep(self, update: Update, bot: Bot, early: EarlyWarning | None) -> bool:
-        """Write the update to the inbox; False when it needs no handling here."""
+    async def _keep(
+        self, update: Update, bot: Bot, early: EarlyWarning | None, throttle: str | None = None
+    ) -> bool:
+        """Write the update to the inbox; False when it needs no handling here. `throttle`:
+        the flood limit's word on it, kept with it for whichever worker handles it."""
         assert update.effective_chat is not None
+        payload = update.to_dict()
+        if throttle is not None:
+            payload[THROTTLE_KEY] = throttle  # PTB reads an unknown key into api_kwargs
         try:
-            added = await self.inbox.add(
-                update.update_id, str(update.effective_chat.id), update.to_dict()
-            )
+            added = await self.inbox.add(update.update_id, str(update.effective_chat.id), payload)
         except StorageUnavailable:
             # Telegram has already moved past this update: answer it now from the rules, or
-            # it is lost without a word (an emergency still gets its instruction).
-            await self._answer_unsaved(update, bot, early)
+            # it is lost without a word (an emergency still gets its instruction). Behind a
+            # webhook, not inside the request: a slow answer would have Telegram send the
+            # update again, and the patient get the answer twice.
+            answer = self._answer_unsaved(update, bot, early)
+            if self.shared:
+                self._background(answer)
+            else:
+                await answer
             return False
         if not added:
             logger.info("update %s seen before; skipped", update.update_id)

@@ -125,6 +125,7 @@ class DoctorsDesk:
             text = ALERT_PREFIX.get(event.kind, "") + self.alert_text(view)
             self._sending.add(view.id)
             try:
+                await self.cases.alert_sending(view.id)
                 sent = await sender.send(text, self.buttons(view))
             except (TelegramError, DeliveryFailed) as exc:
                 # Bot removed from the group, group migrated, Telegram down: not just a log
@@ -133,19 +134,20 @@ class DoctorsDesk:
                 return
             finally:
                 self._sending.discard(view.id)
-            if old is not None:
-                with contextlib.suppress(BadRequest):
-                    await with_retries(
-                        lambda: self.bot.edit_message_reply_markup(
-                            chat_id=self.chat_id, message_id=old, reply_markup=None
-                        )
-                    )
+            # Confirmed first: whatever happens next, this alert is not sent again.
             await self.cases.store.alert_sent(view.id, sent[-1].message_id)
             if old is None:  # the case's first alert to land
                 metrics.DOCTORS_ALERT.observe(view.age_s())
             await self.cases.store.sent_to_doctors(
                 view.id, self.chat_id, sent, "alert", self._shows
             )
+            if old is not None:  # best effort: a stale button only says "already claimed"
+                with contextlib.suppress(TelegramError, DeliveryFailed):
+                    await with_retries(
+                        lambda: self.bot.edit_message_reply_markup(
+                            chat_id=self.chat_id, message_id=old, reply_markup=None
+                        )
+                    )
             return
         with contextlib.suppress(BadRequest):  # "message is not modified" and the like
             await sender.edit_id(old, self.alert_text(view), self.buttons(view))

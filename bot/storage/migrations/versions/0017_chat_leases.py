@@ -19,14 +19,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "chat_leases",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("chat_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
         sa.Column("holder", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("until", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("channel", "chat_id"),
-        sqlite_autoincrement=True,
+        # Keyed by the chat: an id sequence would be used up by the upserts (one per renewal).
+        sa.PrimaryKeyConstraint("channel", "chat_id"),
     )
 
 
