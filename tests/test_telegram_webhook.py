@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from bot.llm.base import LLMBackend
 from tests.bot_api import BotAPIServer, private_message
@@ -25,13 +24,6 @@ from tests.servers import free_port
 ANSWER = "Rest and drink plenty of fluids [1]."
 SECRET = "webhook-secret-for-these-tests-0123456789"  # pragma: allowlist secret
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
-
-
-@pytest.fixture
-def api() -> Iterator[BotAPIServer]:
-    server = BotAPIServer()
-    yield server
-    server.stop()
 
 
 @contextlib.contextmanager

@@ -66,7 +66,7 @@ class _PatientTextFilter(logging.Filter):
         return True
 
 
-for _name in ("telegram.Bot", "telegram.ext.ExtBot", "telegram.ext._utils.webhookhandler"):
+for _name in ("telegram.Bot", "telegram.ext.ExtBot"):
     logging.getLogger(_name).addFilter(_PatientTextFilter())
 
 

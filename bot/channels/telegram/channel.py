@@ -155,8 +155,9 @@ class TelegramChannel:
         """Queue the update on its chat, where it is kept in the inbox and then handled.
 
         Nothing here waits for the database: PTB hands updates over one at a time, so a slow
-        write here would hold every chat. A patient's text gets an early warning at once (an
-        emergency is answered from the rules if its turn is slow to start).
+        write here would hold every chat. (The flood limit may ask Redis: one short timeout
+        at most, then it counts in memory for a while.) A patient's text gets an early
+        warning first (an emergency is answered from the rules if its turn is slow to start).
         """
         chat = update.effective_chat
         doctors = chat is not None and chat.id == self.settings.doctors_chat_id
